@@ -1,0 +1,46 @@
+"""Shared fixtures: real emulator servers on loopback, the recorded fixtures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hyperlake.emulator.config import EmulatorConfig
+from hyperlake.emulator.server import Emulator, frozen_config
+
+FIXTURES = Path(__file__).parent / "fixtures"
+#: The instant tests freeze the emulator's clock at: 2026-03-31T00:00:00Z.
+NOW_MS = 1_774_915_200_000
+HYDROMANCER_KEY = "hm-test-key"
+DWELLIR_KEY = "dw-test-key"
+
+
+def load_fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    """One shared emulator, clock frozen at NOW_MS. Tests that change its clock,
+    faults or budgets must use ``make_emulator`` instead."""
+    with Emulator(frozen_config(NOW_MS, dwellir_rate_overrides={DWELLIR_KEY: 1_000_000})) as emu:
+        yield emu
+
+
+@pytest.fixture
+def make_emulator() -> Iterator[Callable[..., Emulator]]:
+    """Start emulators with their own configuration; all are stopped afterwards."""
+    started: list[Emulator] = []
+
+    def start(config: EmulatorConfig | None = None, **kwargs: Any) -> Emulator:
+        emu = Emulator(config or frozen_config(NOW_MS), **kwargs).start()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        emu.stop()

@@ -1,0 +1,43 @@
+"""The ``hyperlake`` command: one entry point, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from hyperlake import __version__
+from hyperlake.commands import demo, emulator
+from hyperlake.errors import HyperlakeError
+
+COMMANDS = (emulator, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyperlake",
+        description="A crash-safe Parquet data lake of Hyperliquid market data.",
+    )
+    parser.add_argument("--version", action="version", version=f"hyperlake {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except HyperlakeError as exc:
+        print(f"hyperlake {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"hyperlake {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

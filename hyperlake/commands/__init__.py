@@ -1,0 +1,1 @@
+"""One module per ``hyperlake`` subcommand: ``register(subparsers)`` adds it."""

@@ -135,6 +135,10 @@ class HyperliquidInfo:
                 return self.meta_and_asset_ctxs(request, now_ms)
             if kind == "spotMeta":
                 return json_reply(self.universe.spot_meta)
+            if kind == "perpDexs":
+                return json_reply([None, {"name": HIP3_DEX, "fullName": "XYZ",
+                                          "deployer": "0x" + "88" * 20,
+                                          "oracleUpdater": None}])
         except Invalid:
             return UNPROCESSABLE
         return UNPROCESSABLE

@@ -247,8 +247,10 @@ class Market:
 
     def _aggregate(self, coin: str, start_ms: int,
                    end_ms: int) -> tuple[int, int, int, int, int, int, int] | None:
-        pieces = []
         day = start_ms // DAY_MS
+        if (end_ms - 1) // DAY_MS == day and end_ms - start_ms < DAY_MS:
+            return self._aggregate_within_day(coin, day, start_ms, end_ms)  # the hot path
+        pieces = []
         while day * DAY_MS < end_ms:
             day_start, day_end = day * DAY_MS, (day + 1) * DAY_MS
             if start_ms <= day_start and day_end <= end_ms:

@@ -1,0 +1,400 @@
+"""Canonical market names, so every command accepts what users type.
+
+Users write ``btc``, ``kpepe``, ``XYZ:xyz100`` or ``hype/usdc``; the exchange only
+knows ``BTC``, ``kPEPE``, ``xyz:XYZ100`` and ``@107``, and answers an unknown coin with
+a bare HTTP 500. Resolving every name against the exchange's own lists (``meta`` of
+the main dex and of each HIP-3 dex, ``spotMeta``) before any request turns a typo
+into a one-line ``UserError`` with suggestions, and gives the lake one spelling per
+market.
+
+The lists change rarely, so they are kept as a snapshot under the state folder and
+reused for an hour; when the exchange cannot be reached an older snapshot still lets
+commands that only need names (and offline work against a lake) go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property, partial
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from hyperlake.errors import HyperlakeError, UserError
+
+KINDS = ("perp", "hip3", "spot")
+SNAPSHOT_VERSION = 1
+SNAPSHOT_FOLDER = "universe"
+#: Same prefix as ``hyperlake.lake.atomic``: readers ignore it, sweeps remove it.
+_TMP_PREFIX = ".tmp-"
+_MAX_SUGGESTIONS = 3
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_T = TypeVar("_T")
+
+
+class ExchangeUnreachable(HyperlakeError):
+    """A network failure (connect, timeout, reset): the exchange gave no answer."""
+
+
+@dataclass(frozen=True)
+class Market:
+    """One tradable market. ``name`` is spelled as the exchange spells it;
+    ``aliases`` are other exact spellings that mean it (``HYPE/USDC`` for ``@107``)."""
+
+    name: str
+    kind: str  # "perp" | "hip3" | "spot"
+    delisted: bool
+    sz_decimals: int
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def has_funding(self) -> bool:
+        return self.kind != "spot"
+
+
+@dataclass(frozen=True)
+class _Index:
+    exact: dict[str, Market]
+    alias: dict[str, list[Market]]
+    folded: dict[str, list[Market]]
+    spellings: dict[str, list[str]]  # case-folded spelling -> spellings to suggest
+
+
+def _add(table: dict[str, list[Market]], key: str, market: Market) -> None:
+    found = table.setdefault(key, [])
+    if market not in found:
+        found.append(market)
+
+
+def _build_index(markets: tuple[Market, ...]) -> _Index:
+    index = _Index({}, {}, {}, {})
+    for market in markets:
+        index.exact[market.name] = market
+        for spelling in (market.name, *market.aliases):
+            if spelling != market.name:
+                _add(index.alias, spelling, market)
+            _add(index.folded, spelling.casefold(), market)
+            shown = index.spellings.setdefault(spelling.casefold(), [])
+            if spelling not in shown:
+                shown.append(spelling)
+    return index
+
+
+@dataclass(frozen=True)
+class Universe:
+    """Every market of one exchange, in the exchange's order."""
+
+    markets: tuple[Market, ...]
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for market in self.markets:
+            if market.kind not in KINDS:
+                raise ValueError(f"market {market.name!r}: kind {market.kind!r} not in {KINDS}")
+            if market.name in seen:
+                raise ValueError(f"market {market.name!r} is listed twice")
+            seen.add(market.name)
+
+    @cached_property
+    def _index(self) -> _Index:
+        return _build_index(self.markets)
+
+    def resolve(self, text: str) -> Market:
+        """The market ``text`` names: exact spelling first, then any case."""
+        key = text.strip()
+        if not key:
+            raise UserError("market name is empty; give a name such as BTC or HYPE/USDC")
+        index = self._index
+        if key in index.exact:
+            return index.exact[key]
+        for found in (index.alias.get(key), index.folded.get(key.casefold())):
+            if found and len(found) == 1:
+                return found[0]
+            if found:
+                names = ", ".join(m.name for m in found)
+                raise UserError(f"market {text!r} is ambiguous: it matches {names}; "
+                                "type one of them exactly as shown")
+        raise UserError(self._unknown_message(text, key))
+
+    def _unknown_message(self, text: str, key: str) -> str:
+        spellings = self._index.spellings
+        close = difflib.get_close_matches(key.casefold(), list(spellings), n=_MAX_SUGGESTIONS)
+        shown = list(dict.fromkeys(s for folded in close for s in spellings[folded]))
+        if shown:
+            return f"unknown market {text!r}: did you mean {', '.join(shown[:_MAX_SUGGESTIONS])}?"
+        return (f"unknown market {text!r}: no similar name; see the exchange's meta "
+                "(POST /info {\"type\": \"meta\"} or {\"type\": \"spotMeta\"}) for the names")
+
+    def resolve_many(self, texts: Iterable[str]) -> list[Market]:
+        """Resolve each name; order kept, later duplicates (after resolution) dropped."""
+        out: dict[str, Market] = {}
+        for text in texts:
+            market = self.resolve(text)
+            out.setdefault(market.name, market)
+        return list(out.values())
+
+    def perps(self, include_delisted: bool = False) -> list[Market]:
+        """Main-dex and HIP-3 perpetuals: every market that pays funding."""
+        return [m for m in self.markets
+                if m.has_funding and (include_delisted or not m.delisted)]
+
+
+# -- fetching ------------------------------------------------------------------------
+
+
+class _BadShape(Exception):
+    """An answer is valid JSON but not the documented shape (the detail says where)."""
+
+
+def public_url(base_url: str) -> str:
+    """``scheme://host[:port]`` of ``base_url``: no credentials, path or query, which
+    may carry API keys, so it is safe in messages and snapshots."""
+    parts = urlsplit(base_url)
+    host = parts.netloc.rpartition("@")[2]
+    if not parts.scheme or not host:
+        raise UserError(f"base URL {base_url!r} has no scheme or host; "
+                        "expected e.g. https://api.hyperliquid.xyz")
+    return f"{parts.scheme}://{host}"
+
+
+def _post(client: httpx.Client, base_url: str, body: dict[str, str], what: str) -> Any:
+    source = public_url(base_url)
+    try:
+        response = client.post(base_url.rstrip("/") + "/info", json=body)
+    except httpx.TransportError as exc:
+        raise ExchangeUnreachable(
+            f"the exchange at {source} could not be reached ({type(exc).__name__}: {exc})"
+        ) from exc
+    if response.status_code != 200:
+        raise HyperlakeError(f"unexpected {what} answer from {source}: "
+                             f"HTTP {response.status_code}")
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        raise HyperlakeError(f"unexpected {what} answer from {source}: not JSON") from exc
+
+
+def _key(obj: Any, key: str, where: str) -> Any:
+    if not isinstance(obj, dict):
+        raise _BadShape(f"{where} is not an object")
+    if key not in obj:
+        raise _BadShape(f"{where} has no {key!r}")
+    return obj[key]
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _BadShape(f"{where} is not a list")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _BadShape(f"{where} is not a non-empty string")
+    return value
+
+
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _BadShape(f"{where} is not a non-negative integer")
+    return value
+
+
+def _flag(obj: dict[str, Any], key: str, where: str) -> bool:
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise _BadShape(f"{where}.{key} is not a boolean")
+    return value
+
+
+def _perp_markets(answer: Any, dex: str | None) -> list[Market]:
+    out = []
+    for i, asset in enumerate(_list(_key(answer, "universe", "the answer"), "universe")):
+        where = f"universe[{i}]"
+        name = _text(_key(asset, "name", where), f"{where}.name")
+        if dex is not None and not name.startswith(f"{dex}:"):
+            raise _BadShape(f"{where}.name {name!r} does not start with '{dex}:'")
+        sz = _count(_key(asset, "szDecimals", where), f"{where}.szDecimals")
+        delisted = _flag(asset, "isDelisted", where)
+        out.append(Market(name, "perp" if dex is None else "hip3", delisted, sz))
+    return out
+
+
+def _dex_names(answer: Any) -> list[str]:
+    names = []
+    for i, dex in enumerate(_list(answer, "the answer")):
+        if dex is not None:  # null is the main dex
+            names.append(_text(_key(dex, "name", f"[{i}]"), f"[{i}].name"))
+    return names
+
+
+def _spot_tokens(answer: Any) -> dict[int, tuple[str, int]]:
+    tokens = {}
+    for i, token in enumerate(_list(_key(answer, "tokens", "the answer"), "tokens")):
+        where = f"tokens[{i}]"
+        index = _count(_key(token, "index", where), f"{where}.index")
+        name = _text(_key(token, "name", where), f"{where}.name")
+        tokens[index] = (name, _count(_key(token, "szDecimals", where), f"{where}.szDecimals"))
+    return tokens
+
+
+def _spot_markets(answer: Any) -> list[Market]:
+    tokens = _spot_tokens(answer)
+    out = []
+    for i, pair in enumerate(_list(_key(answer, "universe", "the answer"), "universe")):
+        where = f"universe[{i}]"
+        name = _text(_key(pair, "name", where), f"{where}.name")
+        index = _count(_key(pair, "index", where), f"{where}.index")
+        ids = _list(_key(pair, "tokens", where), f"{where}.tokens")
+        if len(ids) != 2 or any(_count(t, f"{where}.tokens") not in tokens for t in ids):
+            raise _BadShape(f"{where}.tokens is not two known token indexes")
+        (base, sz), (quote, _) = tokens[ids[0]], tokens[ids[1]]
+        aliases = tuple(a for a in dict.fromkeys((f"{base}/{quote}", f"@{index}")) if a != name)
+        out.append(Market(name, "spot", _flag(pair, "isDelisted", where), sz, aliases))
+    return out
+
+
+def _parsed(parse: Callable[[Any], _T], answer: Any, what: str, base_url: str) -> _T:
+    try:
+        return parse(answer)
+    except _BadShape as exc:
+        raise HyperlakeError(
+            f"unexpected {what} answer from {public_url(base_url)}: {exc}") from exc
+
+
+def fetch_universe(base_url: str, client: httpx.Client) -> Universe:
+    """Ask the exchange for every market: ``meta``, ``perpDexs``, ``meta`` of each
+    HIP-3 dex, ``spotMeta``. Raises ``ExchangeUnreachable`` on a network failure and
+    ``HyperlakeError`` on any answer that is not the documented shape."""
+    markets = _parsed(partial(_perp_markets, dex=None),
+                      _post(client, base_url, {"type": "meta"}, "meta"), "meta", base_url)
+    dexes = _parsed(_dex_names, _post(client, base_url, {"type": "perpDexs"}, "perpDexs"),
+                    "perpDexs", base_url)
+    for dex in dexes:
+        answer = _post(client, base_url, {"type": "meta", "dex": dex}, f"meta (dex {dex})")
+        markets += _parsed(partial(_perp_markets, dex=dex), answer, f"meta (dex {dex})", base_url)
+    markets += _parsed(_spot_markets, _post(client, base_url, {"type": "spotMeta"}, "spotMeta"),
+                       "spotMeta", base_url)
+    try:
+        return Universe(tuple(markets))
+    except ValueError as exc:
+        raise HyperlakeError(f"unexpected meta answer from {public_url(base_url)}: {exc}") from exc
+
+
+# -- snapshot ------------------------------------------------------------------------
+
+
+def snapshot_path(state_dir: Path, base_url: str) -> Path:
+    """``state_dir/universe/<host>_<port>.json``: one snapshot per exchange host."""
+    parts = urlsplit(public_url(base_url))
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
+    except ValueError as exc:
+        raise UserError(f"base URL {base_url!r}: {exc}") from exc
+    key = re.sub(r"[^A-Za-z0-9.-]", "_", f"{parts.hostname}:{port}")
+    return state_dir / SNAPSHOT_FOLDER / f"{key}.json"
+
+
+def _encode_snapshot(universe: Universe, fetched_at: float, source: str) -> bytes:
+    return orjson.dumps({
+        "version": SNAPSHOT_VERSION,
+        "source": source,
+        "fetched_at": fetched_at,
+        "markets": [{"name": m.name, "kind": m.kind, "delisted": m.delisted,
+                     "sz_decimals": m.sz_decimals, "aliases": list(m.aliases)}
+                    for m in universe.markets],
+    }, option=orjson.OPT_INDENT_2)
+
+
+def _decode_market(row: Any, where: str) -> Market:
+    aliases = _list(_key(row, "aliases", where), f"{where}.aliases")
+    delisted = _key(row, "delisted", where)
+    if not isinstance(delisted, bool):
+        raise _BadShape(f"{where}.delisted is not a boolean")
+    return Market(_text(_key(row, "name", where), f"{where}.name"),
+                  _text(_key(row, "kind", where), f"{where}.kind"), delisted,
+                  _count(_key(row, "sz_decimals", where), f"{where}.sz_decimals"),
+                  tuple(_text(a, f"{where}.aliases") for a in aliases))
+
+
+def _decode_snapshot(data: bytes) -> tuple[float, Universe]:
+    snapshot = orjson.loads(data)
+    if _key(snapshot, "version", "snapshot") != SNAPSHOT_VERSION:
+        raise _BadShape("unknown snapshot version")
+    fetched_at = _key(snapshot, "fetched_at", "snapshot")
+    if isinstance(fetched_at, bool) or not isinstance(fetched_at, int | float):
+        raise _BadShape("fetched_at is not a number")
+    rows = _list(_key(snapshot, "markets", "snapshot"), "markets")
+    markets = tuple(_decode_market(row, f"markets[{i}]") for i, row in enumerate(rows))
+    return float(fetched_at), Universe(markets)
+
+
+def _read_snapshot(path: Path) -> tuple[float, Universe] | None:
+    """The snapshot at ``path``, or None if it is missing or unusable (a cache: a
+    damaged one is simply fetched again and replaced)."""
+    try:
+        return _decode_snapshot(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError, _BadShape, ValueError):
+        return None
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(final: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, ``os.replace``, fsync the folder: readers
+    see the old snapshot or the new one, never half of one."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _save_snapshot(path: Path, universe: Universe, fetched_at: float, source: str) -> None:
+    try:
+        _write_atomic(path, _encode_snapshot(universe, fetched_at, source))
+    except OSError as exc:
+        raise HyperlakeError(f"cannot write the universe snapshot {path}: "
+                             f"{exc.strerror or exc}") from exc
+
+
+def load_universe(base_url: str, state_dir: Path, client: httpx.Client, *,
+                  max_age_s: float = 3600, now: Callable[[], float] = time.time) -> Universe:
+    """The snapshot if younger than ``max_age_s``, else a fresh fetch (saved as the new
+    snapshot); if the exchange cannot be reached, a snapshot of any age."""
+    path = snapshot_path(state_dir, base_url)
+    cached = _read_snapshot(path)
+    if cached is not None and 0 <= now() - cached[0] < max_age_s:
+        return cached[1]
+    try:
+        universe = fetch_universe(base_url, client)
+    except ExchangeUnreachable as exc:
+        if cached is not None:
+            return cached[1]
+        raise ExchangeUnreachable(f"{exc}, and there is no universe snapshot at {path} "
+                                  "to fall back on; connect once to create it") from exc
+    _save_snapshot(path, universe, now(), public_url(base_url))
+    return universe

@@ -44,3 +44,10 @@ def make_emulator() -> Iterator[Callable[..., Emulator]]:
     yield start
     for emu in started:
         emu.stop()
+
+
+@pytest.fixture(autouse=True)
+def private_pacing(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weight budgets are shared machine-wide through files: give each test its own."""
+    monkeypatch.setenv("HYPERLAKE_PACING_DIR", str(tmp_path_factory.mktemp("pacing")))

@@ -1,0 +1,129 @@
+"""``hyperlake candles``: extract OHLCV candles into the lake's checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import httpx
+
+from hyperlake.lake.paths import LakePaths, lake_root
+from hyperlake.net.progress import Counters, Progress, summary_line
+from hyperlake.net.redact import Redactor
+from hyperlake.pipelines.candles.job import (
+    DWELLIR_PLANS,
+    CandleJob,
+    JobSummary,
+    resolve_rate,
+    run_job,
+    validate,
+)
+from hyperlake.pipelines.settings import SourceSettings
+from hyperlake.pipelines.universe import load_universe
+from hyperlake.schemas.candles import SOURCES
+from hyperlake.schemas.times import parse_instant
+
+EXIT_GAPS = 4
+EPILOG = """\
+environment:
+  HYPERLAKE_HYPERLIQUID_URL, HYPERLAKE_HYDROMANCER_URL (+ _KEY), HYPERLAKE_DWELLIR_URL (+ _KEY),
+  HYPERLAKE_CA_BUNDLE, HYPERLAKE_LAKE. Keys are read from the environment only.
+
+exit status: 0 done; 2 bad input; 3 another run holds the lake; 4 done, but some
+buckets failed and sit in the gap ledger (the next run retries them); 1 other errors.
+
+Re-running the same command resumes: only buckets the checkpoints do not cover are
+fetched, and a finished job makes no request at all.
+"""
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "candles",
+        help="extract candles from hyperliquid, hydromancer or dwellir into checkpoints",
+        description="Extract OHLCV candles for one market and interval over [--start, --end) "
+        "into crash-safe Parquet checkpoints under LAKE/_checkpoints.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--source", required=True, choices=SOURCES)
+    p.add_argument("--market", required=True, help="e.g. BTC, kPEPE, xyz:XYZ100, @107, HYPE/USDC "
+                   "(any case)")
+    p.add_argument("--interval", required=True, help="e.g. 1m (dwellir: 1s 1m 5m; "
+                   "hydromancer adds 1s to hyperliquid's 14)")
+    p.add_argument("--start", required=True, help="ISO-8601 UTC, inclusive, aligned to the "
+                   "interval, e.g. 2026-03-01T00:00:00Z")
+    p.add_argument("--end", required=True, help="ISO-8601 UTC, exclusive, aligned")
+    p.add_argument("--lake", help="lake root (default $HYPERLAKE_LAKE or ./data)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes for dwellir (default: 1 per 8000 req/s of --rate)")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--rate", type=float, help="dwellir requests per second, all workers")
+    rate.add_argument("--plan", choices=sorted(DWELLIR_PLANS),
+                      help="dwellir plan ceiling: free 20, developer 100, growth 500, "
+                      "scale 5000 req/s (default free)")
+    p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+    p.set_defaults(run=run)
+
+
+def build_job(args: argparse.Namespace, settings: SourceSettings) -> CandleJob:
+    start = parse_instant(args.start, "--start")
+    end = parse_instant(args.end, "--end")
+    validate(args.source, args.interval, start, end, settings.now_ms())
+    rate = resolve_rate(args.rate, args.plan) if args.source == "dwellir" else None
+    if args.workers is not None and args.workers < 1:
+        from hyperlake.errors import UserError
+
+        raise UserError("--workers must be at least 1")
+    workers = args.workers or max(1, int(-(-(rate or 1) // 8000)))
+    root = lake_root(args.lake)
+    if args.source == "hydromancer":
+        settings.require("HYPERLAKE_HYDROMANCER_KEY", settings.hydromancer_key)
+    if args.source == "dwellir":
+        settings.require("HYPERLAKE_DWELLIR_KEY", settings.dwellir_key)
+    with httpx.Client(timeout=30, verify=settings.verify()) as client:
+        universe = load_universe(settings.hyperliquid_url, LakePaths(root).state, client)
+    market = universe.resolve(args.market)
+    return CandleJob(args.source, market.name, args.interval, start, end, root, workers, rate)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = SourceSettings.from_env()
+    redactor = Redactor(settings.secrets())
+    job = build_job(args, settings)
+    bar: Progress | None = None
+
+    def on_progress(total: int, counters: Counters, done: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(total, f"{job.source} {job.market} {job.interval}")
+        bar.update(counters, done)
+
+    try:
+        summary = run_job(job, settings, on_progress)
+    except Exception as exc:  # noqa: BLE001 - re-raised scrubbed of secrets
+        raise redactor.scrub_exception(exc) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    _report(summary, args.json)
+    return EXIT_GAPS if summary.gaps else 0
+
+
+def _report(summary: JobSummary, as_json: bool) -> None:
+    if as_json:
+        print(summary_line(**summary.as_dict()))
+        return
+    c = summary.counters
+    if summary.planned == 0:
+        print(f"{summary.source} {summary.market} {summary.interval} {summary.start} → "
+              f"{summary.end}: already complete ({summary.buckets} buckets), nothing fetched")
+        return
+    print(f"{summary.source} {summary.market} {summary.interval} {summary.start} → {summary.end}:"
+          f" {summary.planned} of {summary.buckets} buckets fetched in {summary.seconds:.1f}s "
+          f"({summary.requests_per_s:,.0f} req/s): {c.fetched} candles, {c.empty} empty, "
+          f"{c.retried} retried, {c.failed} failed")
+    if summary.gaps:
+        print(f"  {summary.gaps} buckets failed and are in the gap ledger; run the same "
+              "command again to retry them", file=sys.stderr)

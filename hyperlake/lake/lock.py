@@ -1,0 +1,67 @@
+"""One writer per lake: an OS lock that dies with its holder.
+
+``flock`` is released by the kernel when the holding process exits, however it
+exits (``kill -9`` included), so a crashed run never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+from pathlib import Path
+from types import TracebackType
+
+from hyperlake.errors import HyperlakeError
+
+
+class LakeBusy(HyperlakeError):
+    """Another hyperlake process is writing this lake; nothing was touched."""
+
+    exit_code = 3
+
+
+class LakeLock:
+    def __init__(self, lock_file: Path) -> None:
+        self.lock_file = lock_file
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.lock_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise LakeBusy(
+                f"another hyperlake run holds the lake {self.lock_file.parent.parent}"
+                f" ({holder}); wait for it to finish or stop it, then run again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv[:3])}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> LakeLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    with contextlib.suppress(OSError):
+        text = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        if text:
+            return text
+    return "holder unknown"

@@ -1,0 +1,458 @@
+"""Dwellir's archive: one candle per request, sharded over worker processes.
+
+Each worker owns a contiguous shard of the buckets still missing, keeps ~128
+requests in flight over HTTP/2 (pycurl), paces itself with a token bucket so the
+workers together match ``--rate``, and commits its contiguous frontier: a part file
+covers [frontier, next unfinished bucket), so a ``kill -9`` at any instant loses
+only work that was never claimed. A 404 is an empty bucket (covered, never
+fabricated); a bucket that keeps failing goes to the gap ledger; an open candle
+(``x`` false) is not final and is not claimed either.
+"""
+
+from __future__ import annotations
+
+import heapq
+import multiprocessing as mp
+import os
+import queue as queue_module
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from hyperlake.lake.checkpoints import Failure, Series, SeriesKey, ShardWriter
+from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.ranges import Span
+from hyperlake.net.curl import Completed, CurlPool, CurlSettings
+from hyperlake.net.progress import Counters
+from hyperlake.net.redact import redact
+from hyperlake.net.retry import Backoff, TerminalError
+from hyperlake.schemas.candles import CandleRow, InvalidRecord, candle_table, parse_candle
+from hyperlake.schemas.intervals import FIXED_STEP_MS
+
+PENDING, ROW, EMPTY, FAILED = 0, 1, 2, 3
+SOURCE = "dwellir"
+DWELLIR_DEFAULT_RATE = 20  # the Free plan, when neither --rate nor --plan is given
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Everything a worker process needs (pickled to it; never on a command line)."""
+
+    index: int
+    segments: tuple[Span, ...]  # contiguous runs of missing buckets, in order
+    base_url: str
+    api_key: str
+    market: str
+    interval: str
+    rate: float  # requests per second for this worker
+    lake_root: str
+    job_folder: str
+    curl: CurlSettings = field(default_factory=CurlSettings)
+    backoff: Backoff = field(default_factory=Backoff)
+    flush_buckets: int = 50_000
+    flush_seconds: float = 2.0
+    lanes: int = 2  # distinct DWSESSION backends to spread over
+    parent_pid: int = 0
+
+
+@dataclass
+class ShardResult:
+    index: int
+    counters: Counters
+    error: str | None = None
+    terminal: bool = False
+
+
+class _Segment:
+    """Per-bucket status and pending rows of one contiguous run of buckets."""
+
+    def __init__(self, span: Span, step: int) -> None:
+        self.span = span
+        self.step = step
+        self.size = (span.end - span.start) // step
+        self.status = bytearray(self.size)
+        self.rows: dict[int, CandleRow] = {}
+        self.failures: dict[int, str] = {}
+        self.frontier = 0  # buckets before it are committed
+        self.submitted = 0  # buckets before it were handed to the network at least once
+
+    def open_ms(self, offset: int) -> int:
+        return self.span.start + offset * self.step
+
+    def finished_prefix(self) -> int:
+        """End of the run of finished buckets starting at the frontier."""
+        end, status = self.frontier, self.status
+        while end < self.size and status[end] != PENDING:
+            end += 1
+        return end
+
+
+class _TokenBucket:
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate * 0.05)  # 50 ms of burst keeps the aggregate honest
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+
+    def available(self) -> int:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        return int(self.tokens)
+
+    def take(self, count: int) -> None:
+        self.tokens -= count
+
+    def wait_s(self) -> float:
+        return max(0.0, (1.0 - self.tokens) / self.rate)
+
+
+def iso_second(ms: int) -> str:
+    """Epoch ms (whole seconds) -> 2026-03-30T23:00:00Z, without datetime's overhead."""
+    days, rest = divmod(ms // 1000, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{_civil_date(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}Z"
+
+
+_DATE_CACHE: dict[int, str] = {}
+
+
+def _civil_date(days: int) -> str:
+    text = _DATE_CACHE.get(days)
+    if text is None:
+        text = time.strftime("%Y-%m-%d", time.gmtime(days * 86_400))
+        _DATE_CACHE[days] = text
+    return text
+
+
+class ShardRun:
+    """The worker's loop over its segments."""
+
+    def __init__(self, spec: ShardSpec, progress: Any) -> None:
+        self.spec = spec
+        self.progress = progress
+        self.step = FIXED_STEP_MS[spec.interval]
+        self.segments = [_Segment(s, self.step) for s in spec.segments]
+        self.counters = Counters()
+        self.rng = random.Random(spec.index * 7919 + os.getpid())
+        self.retries: list[tuple[float, int, int, int]] = []  # (due, seq, segment, offset)
+        self.attempts: dict[tuple[int, int], int] = {}
+        self._seq = 0
+        paths = LakePaths(Path(spec.lake_root))
+        series = Series(paths, SeriesKey("candles", SOURCE, spec.market, spec.interval))
+        self.writer = ShardWriter(series, Path(spec.job_folder) / f"shard-{spec.index:03d}")
+        self.url_prefix = (f"{spec.base_url.rstrip('/')}/{quote(spec.api_key, safe='')}"
+                           f"/v1/candles?market={quote(spec.market, safe='')}"
+                           f"&interval={spec.interval}&time=")
+        self.cursor = 0  # segment being submitted
+        self.cookies: list[str] = []
+
+    # -- main loop -------------------------------------------------------------------
+
+    def run(self) -> Counters:
+        pool = CurlPool(self.spec.curl, cleartext_http2=self.url_prefix.startswith("http://"))
+        tokens = _TokenBucket(self.spec.rate)
+        last_flush = last_report = time.monotonic()
+        try:
+            self.cookies = self._pick_backends(pool)
+            while not self._all_committed():
+                self._submit(pool, tokens)
+                wait = 0.05 if pool.active else min(0.05, max(0.001, self._idle_wait(tokens)))
+                for done in pool.poll(wait):
+                    self._handle(done)
+                now = time.monotonic()
+                if now - last_flush >= self.spec.flush_seconds:
+                    self._commit_ready(force=True)
+                    last_flush = now
+                    self._check_parent()
+                else:
+                    self._commit_ready(force=False)
+                if now - last_report >= 0.25:
+                    self._report()
+                    last_report = now
+            self._commit_ready(force=True)
+        finally:
+            pool.close()
+        self._report()
+        return self.counters
+
+    def _idle_wait(self, tokens: _TokenBucket) -> float:
+        waits = [tokens.wait_s()]
+        if self.retries:
+            waits.append(self.retries[0][0] - time.monotonic())
+        return min(waits)
+
+    def _all_committed(self) -> bool:
+        return all(seg.frontier == seg.size for seg in self.segments)
+
+    def _check_parent(self) -> None:
+        if self.spec.parent_pid and os.getppid() != self.spec.parent_pid:
+            raise SystemExit("parent process died; stopping (nothing uncommitted is claimed)")
+
+    # -- submitting ------------------------------------------------------------------
+
+    def _submit(self, pool: CurlPool, tokens: _TokenBucket) -> None:
+        budget = min(pool.free_slots, tokens.available())
+        if budget <= 0:
+            return
+        sent = 0
+        now = time.monotonic()
+        while sent < budget and self.retries and self.retries[0][0] <= now:
+            _, _, seg_index, offset = heapq.heappop(self.retries)
+            self._send(pool, seg_index, offset)
+            sent += 1
+        while sent < budget and self.cursor < len(self.segments):
+            seg = self.segments[self.cursor]
+            if seg.submitted >= seg.size:
+                self.cursor += 1
+                continue
+            self._send(pool, self.cursor, seg.submitted)
+            seg.submitted += 1
+            sent += 1
+        tokens.take(sent)
+
+    def _send(self, pool: CurlPool, seg_index: int, offset: int) -> None:
+        open_ms = self.segments[seg_index].open_ms(offset)
+        cookie = self.cookies[offset % len(self.cookies)] if self.cookies else None
+        pool.submit(self.url_prefix + iso_second(open_ms), (seg_index, offset),
+                    [cookie] if cookie else None)
+        self.counters.requests += 1
+
+    def _pick_backends(self, pool: CurlPool) -> list[str]:
+        """Warm ``lanes`` sessions, keeping those pinned to distinct backends."""
+        found: dict[str, str] = {}
+        for _ in range(self.spec.lanes * 3):
+            if len(found) >= self.spec.lanes:
+                break
+            headers: list[bytes] = []
+            first = self.segments[0].open_ms(0) if self.segments else 0
+            pool.submit(self.url_prefix + iso_second(first), None, None, headers.append)
+            while pool.active:
+                pool.poll(0.05)
+            for line in headers:
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "set-cookie" and value.strip().startswith("DWSESSION="):
+                    session = value.strip().split(";", 1)[0]
+                    found.setdefault(session, f"Cookie: {session}")
+        return list(found.values())
+
+    # -- answers ---------------------------------------------------------------------
+
+    def _handle(self, done: Completed) -> None:
+        if done.tag is None:
+            return
+        seg_index, offset = done.tag
+        seg = self.segments[seg_index]
+        if done.status == 200:
+            self._take_candle(seg, seg_index, offset, done.body)
+        elif done.status == 404:
+            seg.status[offset] = EMPTY
+            self.counters.empty += 1
+        elif done.error is not None:
+            self._retry(seg, seg_index, offset, done.error, None)
+        elif done.status in (408, 429) or done.status >= 500:
+            self._retry(seg, seg_index, offset, f"http {done.status}", done.retry_after)
+        else:
+            raise TerminalError(self._terminal_message(done))
+
+    def _take_candle(self, seg: _Segment, seg_index: int, offset: int, body: bytes) -> None:
+        try:
+            record = orjson.loads(body)
+            row = parse_candle(record, self.spec.market, self.spec.interval,
+                               int(time.time() * 1000))
+        except (orjson.JSONDecodeError, InvalidRecord, TypeError, AttributeError):
+            self._retry(seg, seg_index, offset, "malformed body", None)
+            return
+        if row[0] != seg.open_ms(offset):
+            self._retry(seg, seg_index, offset, "candle for another bucket", None)
+        elif not row[9]:
+            self._fail(seg, offset, "candle still open")
+        else:
+            seg.rows[offset] = row
+            seg.status[offset] = ROW
+            self.counters.fetched += 1
+
+    def _retry(self, seg: _Segment, seg_index: int, offset: int, reason: str,
+               retry_after: float | None) -> None:
+        key = (seg_index, offset)
+        attempt = self.attempts.get(key, 0) + 1
+        if self.spec.backoff.exhausted(attempt):
+            self.attempts.pop(key, None)
+            self._fail(seg, offset, reason)
+            return
+        self.attempts[key] = attempt
+        self.counters.retried += 1
+        delay = self.spec.backoff.delay(attempt - 1, retry_after, self.rng)
+        self._seq += 1
+        heapq.heappush(self.retries, (time.monotonic() + delay, self._seq, seg_index, offset))
+
+    def _fail(self, seg: _Segment, offset: int, reason: str) -> None:
+        seg.status[offset] = FAILED
+        seg.failures[offset] = reason
+        self.counters.failed += 1
+
+    def _terminal_message(self, done: Completed) -> str:
+        if done.status == 401:
+            return "dwellir rejected the API key (401): check HYPERLAKE_DWELLIR_KEY"
+        detail = redact(done.body[:200].decode(errors="replace"), [self.spec.api_key])
+        return f"dwellir answered {done.status} for {self.spec.market} {self.spec.interval}: " \
+               f"{detail}"
+
+    # -- committing ------------------------------------------------------------------
+
+    def _commit_ready(self, force: bool) -> None:
+        for seg in self.segments:
+            if seg.frontier == seg.size:
+                continue
+            end = seg.finished_prefix()
+            if end > seg.frontier and (force or end == seg.size
+                                       or end - seg.frontier >= self.spec.flush_buckets):
+                self._commit(seg, end)
+            if end < seg.size:
+                return  # later segments wait: commits stay in time order
+
+    def _commit(self, seg: _Segment, end: int) -> None:
+        start = seg.frontier
+        rows = [seg.rows.pop(i) for i in range(start, end) if seg.status[i] == ROW]
+        failures = _failure_spans(seg, start, end)
+        table = candle_table(self.spec.market, self.spec.interval, SOURCE, rows)
+        self.writer.commit(Span(seg.open_ms(start), seg.open_ms(end)), table, failures)
+        for offset in range(start, end):
+            seg.failures.pop(offset, None)
+        seg.frontier = end
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            done = sum(seg.frontier for seg in self.segments)
+            self.progress.put(("progress", self.spec.index, (self.counters, done)))
+
+
+def _failure_spans(seg: _Segment, start: int, end: int) -> list[Failure]:
+    """Consecutive failed buckets in [start, end) as ledger spans."""
+    failures: list[Failure] = []
+    offsets = sorted(o for o in seg.failures if start <= o < end)
+    for offset in offsets:
+        span = Span(seg.open_ms(offset), seg.open_ms(offset + 1))
+        reason = seg.failures[offset]
+        if failures and failures[-1].span.end == span.start and failures[-1].reason == reason:
+            failures[-1] = Failure(Span(failures[-1].span.start, span.end), reason)
+        else:
+            failures.append(Failure(span, reason))
+    return failures
+
+
+def run_shard(spec: ShardSpec, progress: Any) -> None:
+    """Worker process entry point: results and errors travel back on ``progress``."""
+    try:
+        counters = ShardRun(spec, progress).run()
+        progress.put(("done", spec.index, ShardResult(spec.index, counters)))
+    except TerminalError as exc:
+        progress.put(("done", spec.index, ShardResult(spec.index, Counters(), str(exc), True)))
+    except OSError as exc:
+        message = redact(str(exc), [spec.api_key])
+        progress.put(("done", spec.index, ShardResult(spec.index, Counters(), message, True)))
+
+
+# -- the parent side ------------------------------------------------------------------
+
+
+def split_shards(segments: list[Span], step: int, workers: int) -> list[tuple[Span, ...]]:
+    """Cut the missing segments into ``workers`` contiguous shards of equal bucket count."""
+    total = sum(len(s) // step for s in segments)
+    if total == 0:
+        return []
+    workers = max(1, min(workers, total))
+    per = -(-total // workers)
+    shards: list[tuple[Span, ...]] = []
+    current: list[Span] = []
+    room = per
+    for seg in segments:
+        start = seg.start
+        while start < seg.end:
+            take = min(room, (seg.end - start) // step)
+            current.append(Span(start, start + take * step))
+            start += take * step
+            room -= take
+            if room == 0:
+                shards.append(tuple(current))
+                current, room = [], per
+    if current:
+        shards.append(tuple(current))
+    return shards
+
+
+def run_shards(specs: list[ShardSpec], on_progress: Any) -> list[ShardResult]:
+    """Run each shard in a spawned process; ``on_progress(counters, done)`` as they go."""
+    if not specs:
+        return []
+    context = mp.get_context("spawn")
+    channel = context.Queue()
+    processes = [context.Process(target=run_shard, args=(spec, channel), daemon=True)
+                 for spec in specs]
+    for process in processes:
+        process.start()
+    latest: dict[int, tuple[Counters, int]] = {}
+    results: dict[int, ShardResult] = {}
+    try:
+        while len(results) < len(specs):
+            try:
+                kind, index, payload = channel.get(timeout=0.5)
+            except queue_module.Empty:
+                _check_alive(processes, results, specs)
+                continue
+            if kind == "progress":
+                latest[index] = payload
+            else:
+                results[index] = payload
+            total = Counters()
+            for counters, _ in latest.values():
+                total.merge(counters)
+            on_progress(total, sum(done for _, done in latest.values()))
+    finally:
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+    return [results[i] for i in sorted(results)]
+
+
+def _check_alive(processes: list[Any], results: dict[int, ShardResult],
+                 specs: list[ShardSpec]) -> None:
+    for spec, process in zip(specs, processes, strict=True):
+        if spec.index not in results and not process.is_alive() and process.exitcode:
+            results[spec.index] = ShardResult(spec.index, Counters(),
+                                              f"worker {spec.index} exited with "
+                                              f"{process.exitcode}", False)
+
+
+def fetch_dwellir(job: Any, missing: Any, series: Series, settings: Any,
+                  on_progress: Any) -> Counters:
+    """The job's missing ranges, sharded over ``job.workers`` spawned processes."""
+    key = settings.require("HYPERLAKE_DWELLIR_KEY", settings.dwellir_key)
+    rate = job.rate or float(DWELLIR_DEFAULT_RATE)
+    step = FIXED_STEP_MS[job.interval]
+    shards = split_shards(list(missing), step, job.workers)
+    curl = CurlSettings(ca_bundle=settings.ca_bundle)
+    specs = [
+        ShardSpec(index=i, segments=segments, base_url=settings.dwellir_url, api_key=key,
+                  market=job.market, interval=job.interval, rate=rate / len(shards),
+                  lake_root=str(job.lake), job_folder=str(series.job_folder(job.span)),
+                  curl=curl, parent_pid=os.getpid())
+        for i, segments in enumerate(shards)
+    ]
+    results = run_shards(specs, on_progress)
+    total = Counters()
+    errors = []
+    for result in results:
+        total.merge(result.counters)
+        if result.error:
+            errors.append(result.error)
+    if errors:
+        raise TerminalError("; ".join(sorted(set(errors))))
+    return total

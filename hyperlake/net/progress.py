@@ -30,6 +30,7 @@ class Counters:
     retried: int = 0
     failed: int = 0
     requests: int = 0
+    cpu_seconds: float = 0.0  # client CPU spent by the workers doing it
 
     def merge(self, other: Counters) -> None:
         """Add ``other``'s counts into this one (e.g. one worker's into the run's)."""

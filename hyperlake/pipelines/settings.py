@@ -13,6 +13,8 @@ Keys never go on a command line (they would show in ``ps`` and shell history).
 | HYPERLAKE_HYPERLIQUID_WEIGHT | 1200 (weight/minute per IP, shared by all hyperlake processes) |
 | HYPERLAKE_HYDROMANCER_WEIGHT | 1200 (weight per minute for the key) |
 | HYPERLAKE_NOW | wall clock; an ISO time pins "now" (to match a frozen emulator clock) |
+| HYPERLAKE_BACKOFF_BASE | 0.25 (seconds; retries wait up to base * 2^attempt, full jitter) |
+| HYPERLAKE_MAX_ATTEMPTS | 6 (attempts per request before it goes to the gap ledger) |
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hyperlake.errors import UserError
+from hyperlake.net.retry import Backoff
 from hyperlake.schemas.times import parse_instant
 
 
@@ -37,6 +40,8 @@ class SourceSettings:
     hyperliquid_weight: float = 1200.0
     hydromancer_weight: float = 1200.0
     pinned_now_ms: int | None = None
+    backoff_base: float = 0.25
+    max_attempts: int = 6
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SourceSettings:
@@ -55,7 +60,12 @@ class SourceSettings:
             hydromancer_weight=_positive(env, "HYPERLAKE_HYDROMANCER_WEIGHT",
                                          defaults.hydromancer_weight),
             pinned_now_ms=parse_instant(now_text, "HYPERLAKE_NOW") if now_text else None,
+            backoff_base=_positive(env, "HYPERLAKE_BACKOFF_BASE", defaults.backoff_base),
+            max_attempts=int(_positive(env, "HYPERLAKE_MAX_ATTEMPTS", defaults.max_attempts)),
         )
+
+    def backoff(self) -> Backoff:
+        return Backoff(base=self.backoff_base, max_attempts=self.max_attempts)
 
     def now_ms(self) -> int:
         return self.pinned_now_ms if self.pinned_now_ms is not None else int(time.time() * 1000)

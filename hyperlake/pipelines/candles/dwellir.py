@@ -80,15 +80,17 @@ class _Segment:
         self.failures: dict[int, str] = {}
         self.frontier = 0  # buckets before it are committed
         self.submitted = 0  # buckets before it were handed to the network at least once
+        self._prefix_end = 0  # buckets before it are finished (it only ever grows)
 
     def open_ms(self, offset: int) -> int:
         return self.span.start + offset * self.step
 
     def finished_prefix(self) -> int:
         """End of the run of finished buckets starting at the frontier."""
-        end, status = self.frontier, self.status
+        end, status = self._prefix_end, self.status
         while end < self.size and status[end] != PENDING:
             end += 1
+        self._prefix_end = end
         return end
 
 
@@ -159,6 +161,7 @@ class ShardRun:
         pool = CurlPool(self.spec.curl, cleartext_http2=self.url_prefix.startswith("http://"))
         tokens = _TokenBucket(self.spec.rate)
         last_flush = last_report = time.monotonic()
+        cpu_start = time.process_time()
         try:
             self.cookies = self._pick_backends(pool)
             while not self._all_committed():
@@ -179,6 +182,7 @@ class ShardRun:
             self._commit_ready(force=True)
         finally:
             pool.close()
+        self.counters.cpu_seconds = time.process_time() - cpu_start
         self._report()
         return self.counters
 
@@ -443,7 +447,7 @@ def fetch_dwellir(job: Any, missing: Any, series: Series, settings: Any,
         ShardSpec(index=i, segments=segments, base_url=settings.dwellir_url, api_key=key,
                   market=job.market, interval=job.interval, rate=rate / len(shards),
                   lake_root=str(job.lake), job_folder=str(series.job_folder(job.span)),
-                  curl=curl, parent_pid=os.getpid())
+                  curl=curl, backoff=settings.backoff(), parent_pid=os.getpid())
         for i, segments in enumerate(shards)
     ]
     results = run_shards(specs, on_progress)

@@ -81,7 +81,10 @@ class JobSummary:
                 "empty": self.counters.empty, "retried": self.counters.retried,
                 "failed": self.counters.failed, "requests": self.counters.requests,
                 "gaps": self.gaps, "seconds": round(self.seconds, 3),
-                "requests_per_s": round(self.requests_per_s, 1)}
+                "requests_per_s": round(self.requests_per_s, 1),
+                "client_cpu_us_per_request": round(
+                    1e6 * self.counters.cpu_seconds / self.counters.requests, 1)
+                if self.counters.requests else None}
 
 
 def count_buckets(span: Span, interval: str) -> int:

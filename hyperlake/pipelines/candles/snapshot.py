@@ -68,7 +68,7 @@ class WindowFetcher:
         self.source = source
         self.settings = settings
         self.client = client
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or settings.backoff()
         self.budget = source.budget()
         self.redact = Redactor(source.secrets())
         self.rng = random.Random()
@@ -146,6 +146,7 @@ def fetch_snapshot(job: CandleJob, missing: RangeSet, series: Series, settings: 
     source = source_for(job, settings)
     writer = ShardWriter(series, series.job_folder(job.span) / "shard-000")
     done = 0
+    cpu_start = time.process_time()
     with httpx.Client(timeout=30, verify=settings.verify()) as client:
         fetcher = WindowFetcher(job, source, settings, client)
         for span in missing:
@@ -155,4 +156,5 @@ def fetch_snapshot(job: CandleJob, missing: RangeSet, series: Series, settings: 
                 writer.commit(window, table, failures)
                 done += count_buckets(window, job.interval)
                 on_progress(fetcher.counters, done)
+    fetcher.counters.cpu_seconds = time.process_time() - cpu_start
     return fetcher.counters

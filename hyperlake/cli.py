@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from hyperlake import __version__
-from hyperlake.commands import candles, demo, emulator, funding
+from hyperlake.commands import candles, compact, demo, emulator, funding
 from hyperlake.errors import HyperlakeError
 
-COMMANDS = (candles, funding, emulator, demo)
+COMMANDS = (candles, funding, compact, emulator, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,218 @@
+"""Compaction: checkpoint parts → ``<dataset>/market=…/interval=…/date=…/part-0.parquet``.
+
+One (dataset, market, interval) at a time, one UTC date at a time, so memory is
+bounded by a day of rows whatever the size of the lake. For each date:
+
+1. read the rows of the parts that overlap it and the partition's current file;
+2. keep one row per key — a closed candle beats an open one, then the preferred
+   source (when a precedence is configured), then the later fetch;
+3. sort by key, check row count and key uniqueness, write a temporary file in the
+   partition's folder, fsync, ``os.replace`` it onto ``part-0.parquet`` (skipped when
+   the content is unchanged, so compacting twice changes no byte).
+
+Only after every date of the group is swapped is the parts' coverage written to
+``_state/coverage`` (file names state the spans), and only then are the parts
+deleted. A kill at any instant leaves the parts in place; compacting again merges
+the same rows to the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hyperlake.lake.atomic import atomic_path, fsync_dir, remove_durably
+from hyperlake.lake.checkpoints import COVERED_RE, Series
+from hyperlake.lake.ranges import RangeSet, Span
+from hyperlake.schemas.candles import CANDLE_SCHEMA, TS
+from hyperlake.schemas.funding import FUNDING_SCHEMA
+from hyperlake.schemas.intervals import DAY_MS
+
+LAKE_FILE = "part-0.parquet"
+ROW_GROUP_ROWS = 32_768
+LAKE_WRITE_OPTIONS: dict[str, object] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "row_group_size": ROW_GROUP_ROWS,
+    "write_statistics": True,
+    "use_dictionary": ["source"],
+}
+
+
+class CompactionError(RuntimeError):
+    """A check before the swap failed: nothing was replaced."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    key: str  # the per-row key within (market, interval)
+    checkpoint_schema: pa.Schema
+    closed_column: str | None  # candles: x
+
+    @property
+    def lake_schema(self) -> pa.Schema:
+        """Files carry no market/interval column: the partition path holds them."""
+        drop = {"market", "interval"}
+        return pa.schema([f for f in self.checkpoint_schema if f.name not in drop])
+
+
+CANDLES = DatasetSpec("candles", "t", CANDLE_SCHEMA, "x")
+FUNDING = DatasetSpec("funding", "time", FUNDING_SCHEMA, None)
+DATASETS = {spec.name: spec for spec in (CANDLES, FUNDING)}
+
+
+@dataclass
+class CompactionStats:
+    partitions_written: int = 0
+    partitions_unchanged: int = 0
+    rows_in: int = 0  # rows read from checkpoints
+    rows_out: int = 0  # rows in the partitions written
+    parts_consumed: int = 0
+    groups: list[str] = field(default_factory=list)
+
+
+def utc_date(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d")
+
+
+def days_of(span: Span) -> range:
+    """UTC day numbers a span touches (by the keys it can hold)."""
+    if span.end <= span.start:
+        return range(0)
+    return range(span.start // DAY_MS, (span.end - 1) // DAY_MS + 1)
+
+
+def deduplicate(table: pa.Table, spec: DatasetSpec, precedence: tuple[str, ...]) -> pa.Table:
+    """One row per key, sorted by key. Ties: closed > open, preferred source, later
+    fetch, then source name (a total order, so the result is deterministic)."""
+    if table.num_rows == 0:
+        return table
+    ranks = {name: i for i, name in enumerate(precedence)}
+    rank = pa.array([ranks.get(s, len(ranks)) for s in table.column("source").to_pylist()],
+                    pa.int32())
+    work = table.append_column("_rank", rank)
+    sort_keys = [(spec.key, "ascending")]
+    if spec.closed_column:
+        sort_keys.append((spec.closed_column, "descending"))
+    sort_keys += [("_rank", "ascending"), ("fetched_at", "descending"), ("source", "ascending")]
+    ordered = work.take(pc.sort_indices(work, sort_keys=sort_keys))
+    keys = ordered.column(spec.key).cast(pa.int64()).to_numpy()
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]
+    return ordered.filter(pa.array(first)).drop_columns(["_rank"])
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    return table.select(schema.names).cast(schema)
+
+
+def _read_rows(path: Path, spec: DatasetSpec, lo: int, hi: int) -> pa.Table:
+    key = pc.field(spec.key)
+    table = pq.read_table(path, filters=(key >= pa.scalar(lo, TS)) & (key < pa.scalar(hi, TS)))
+    return _conform(table, spec.lake_schema)
+
+
+def _check(merged: pa.Table, spec: DatasetSpec, expected_keys: int) -> None:
+    keys = merged.column(spec.key).cast(pa.int64()).to_numpy()
+    if len(keys) != expected_keys:
+        raise CompactionError(f"{spec.name}: {len(keys)} rows after merge, expected "
+                              f"{expected_keys} distinct keys")
+    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+        raise CompactionError(f"{spec.name}: keys are not unique and sorted after merge")
+
+
+def merge_partition(folder: Path, incoming: list[pa.Table], spec: DatasetSpec,
+                    precedence: tuple[str, ...]) -> tuple[bool, int]:
+    """Merge ``incoming`` rows into ``folder/part-0.parquet``. Returns (written, rows)."""
+    final = folder / LAKE_FILE
+    current = _conform(pq.read_table(final), spec.lake_schema) if final.exists() else None
+    tables = [t for t in ([current] if current is not None else []) + incoming if t.num_rows]
+    if not tables:
+        return False, 0
+    union = pa.concat_tables(tables)
+    expected = len(pc.unique(union.column(spec.key)))
+    merged = deduplicate(union, spec, precedence)
+    _check(merged, spec, expected)
+    if current is not None and merged.equals(current):
+        return False, merged.num_rows
+    with atomic_path(final) as tmp:
+        pq.write_table(merged, tmp, **LAKE_WRITE_OPTIONS)
+        written = pq.read_metadata(tmp)
+        if written.num_rows != merged.num_rows:
+            raise CompactionError(f"staging file of {folder} holds {written.num_rows} rows, "
+                                  f"expected {merged.num_rows}")
+    return True, merged.num_rows
+
+
+def record_coverage(series: Series, spans: Iterable[Span]) -> None:
+    """Fold ``spans`` into the series' coverage markers (names state the spans)."""
+    folder = series.coverage_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    old = [p for p in folder.iterdir() if COVERED_RE.match(p.name)]
+    merged = series.compacted().union(RangeSet(spans))
+    wanted = {f"covered-{s.start}-{s.end}" for s in merged}
+    for name in sorted(wanted - {p.name for p in old}):
+        with atomic_path(folder / name) as tmp:
+            tmp.write_bytes(b"")
+    remove_durably([p for p in old if p.name not in wanted])
+    fsync_dir(folder)
+
+
+def compact_group(partition_folder: Callable[[str], Path], series_list: list[Series],
+                  spec: DatasetSpec, precedence: tuple[str, ...],
+                  stats: CompactionStats) -> bool:
+    """Compact every part of the series of one (dataset, market, interval).
+    Returns whether there was anything to compact."""
+    parts = [(span, path, series) for series in series_list for span, path in series.parts()]
+    if not parts:
+        return False
+    days = sorted({d for span, _, _ in parts for d in days_of(span)})
+    for day in days:
+        lo, hi = day * DAY_MS, (day + 1) * DAY_MS
+        incoming = [_read_rows(path, spec, lo, hi) for span, path, _ in parts
+                    if span.start < hi and lo < span.end]
+        stats.rows_in += sum(t.num_rows for t in incoming)
+        if not any(t.num_rows for t in incoming):
+            continue
+        written, rows = merge_partition(partition_folder(utc_date(lo)), incoming, spec,
+                                        precedence)
+        if written:
+            stats.partitions_written += 1
+            stats.rows_out += rows
+        else:
+            stats.partitions_unchanged += 1
+    for series in series_list:
+        consumed = series.parts()
+        if not consumed:
+            continue
+        record_coverage(series, (span for span, _ in consumed))
+        remove_durably([path for _, path in consumed])
+        stats.parts_consumed += len(consumed)
+        _remove_empty_jobs(series.folder)
+    return True
+
+
+def _remove_empty_jobs(folder: Path) -> None:
+    """Drop job folders whose parts are all consumed (job.json is only informational)."""
+    if not folder.exists():
+        return
+    for job in folder.glob("job-*"):
+        if any(job.rglob("part-*.parquet")):
+            continue
+        for path in sorted(job.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                path.unlink() if path.is_file() else path.rmdir()
+        with contextlib.suppress(OSError):
+            job.rmdir()
+    for empty in (folder, folder.parent):  # interval=…, then market=…
+        with contextlib.suppress(OSError):
+            empty.rmdir()

@@ -1,0 +1,68 @@
+"""The compaction stage: every checkpoint series into the Hive-partitioned lake."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from functools import partial
+from dataclasses import dataclass
+from pathlib import Path
+
+from hyperlake.errors import UserError
+from hyperlake.lake.atomic import sweep_temporaries
+from hyperlake.lake.checkpoints import Series, SeriesKey
+from hyperlake.lake.compaction import DATASETS, CompactionStats, compact_group
+from hyperlake.lake.lock import LakeLock
+from hyperlake.lake.paths import LakePaths, decode_value
+from hyperlake.schemas.candles import SOURCES
+
+
+@dataclass(frozen=True)
+class CompactJob:
+    lake: Path
+    datasets: tuple[str, ...] = ("candles", "funding")
+    precedence: tuple[str, ...] = ()  # preferred sources first; empty: latest fetch wins
+
+
+def validate_precedence(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown:
+        raise UserError(f"--prefer: unknown source {unknown[0]!r}; sources are "
+                        f"{', '.join(SOURCES)}")
+    return names
+
+
+def discover_series(paths: LakePaths, dataset: str) -> list[Series]:
+    """Every (source, market, interval) with a checkpoint folder, from folder names."""
+    found = []
+    root = paths.checkpoints(dataset)
+    if not root.exists():
+        return []
+    for interval_dir in sorted(root.glob("*/market=*/interval=*")):
+        source = interval_dir.parent.parent.name
+        market = decode_value(interval_dir.parent.name.removeprefix("market="))
+        interval = decode_value(interval_dir.name.removeprefix("interval="))
+        found.append(Series(paths, SeriesKey(dataset, source, market, interval)))
+    return found
+
+
+def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
+    paths = LakePaths(job.lake)
+    started = time.monotonic()
+    stats = CompactionStats()
+    with LakeLock(paths.lock_file):
+        for dataset in job.datasets:
+            spec = DATASETS[dataset]
+            sweep_temporaries(paths.dataset(dataset))
+            groups: dict[tuple[str, str], list[Series]] = defaultdict(list)
+            for series in discover_series(paths, dataset):
+                sweep_temporaries(series.folder)
+                groups[(series.key.market, series.key.interval)].append(series)
+            for (market, interval), series_list in sorted(groups.items()):
+                folder = partial(paths.partition, dataset, market, interval)
+                if compact_group(folder, series_list, spec, job.precedence, stats):
+                    stats.groups.append(f"{dataset} {market} {interval}")
+    return stats, time.monotonic() - started

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from hyperlake.errors import UserError

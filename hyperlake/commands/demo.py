@@ -1,21 +1,25 @@
-"""``hyperlake demo``: the whole product, offline, against the bundled emulator.
+"""``hyperlake demo``: the whole pipeline, offline, against the bundled emulator.
 
-Today it starts the emulator and shows that every source answers and that they
-agree with each other; it grows as the pipeline stages land.
+Starts the emulator on loopback (clock frozen, so the output is reproducible),
+extracts candles from all three sources and funding into a lake, compacts it, and
+prints an as-of join of candles with funding — then shows the three sources agree.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import tempfile
+from pathlib import Path
 from typing import Any
 
-import httpx
-import orjson
-
-from hyperlake.emulator.config import ClockConfig, EmulatorConfig
-from hyperlake.emulator.server import Emulator
-from hyperlake.schemas.intervals import MINUTE_MS
+from hyperlake.emulator.config import EmulatorConfig
+from hyperlake.emulator.server import Emulator, frozen_config
+from hyperlake.lake.paths import lake_root
+from hyperlake.pipelines.candles.job import CandleJob, run_job
+from hyperlake.pipelines.compact import CompactJob, run_compact
+from hyperlake.pipelines.funding import FundingJob, run_funding
+from hyperlake.pipelines.settings import SourceSettings
+from hyperlake.schemas.intervals import DAY_MS, HOUR_MS
 from hyperlake.schemas.times import format_instant, parse_instant
 
 DEFAULT_CLOCK = "2026-03-31T00:00:00Z"
@@ -26,89 +30,88 @@ DWELLIR_KEY = "dw-demo"
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "demo",
-        help="run hyperlake end to end offline against the bundled emulator",
-        description="Start the bundled emulator on loopback and run hyperlake against it: "
-        "every source is queried and reconciled. Needs no network.",
+        help="run the whole pipeline offline against the bundled emulator",
+        description="Start the bundled emulator on 127.0.0.1, extract candles (hyperliquid, "
+        "hydromancer, dwellir) and funding into a lake, compact it, and query it with an "
+        "as-of join. Needs no network.",
     )
+    p.add_argument("--lake", help="lake root to fill (default: a temporary folder, removed "
+                   "afterwards)")
     p.add_argument("--seed", type=int, default=0, help="market seed (default 0)")
     p.add_argument("--clock", default=DEFAULT_CLOCK,
-                   help=f"the emulator's 'now' (default {DEFAULT_CLOCK})")
+                   help=f"the emulator's frozen 'now' (default {DEFAULT_CLOCK})")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     now = parse_instant(args.clock, "--clock")
-    config = EmulatorConfig(
-        seed=args.seed,
-        clock=ClockConfig.running_from(now, 60.0),  # a market minute per second
-        hydromancer_keys=(HYDROMANCER_KEY,),
-        dwellir_keys={DWELLIR_KEY: "scale"},
-    )
+    config = frozen_config(now, seed=args.seed, hydromancer_keys=(HYDROMANCER_KEY,),
+                           dwellir_keys={DWELLIR_KEY: "scale"})
+    if args.lake:
+        return _demo(config, lake_root(args.lake), now)
+    with tempfile.TemporaryDirectory(prefix="hyperlake-demo-") as tmp:
+        return _demo(config, Path(tmp), now)
+
+
+def _demo(config: EmulatorConfig, lake: Path, now: int) -> int:
     with Emulator(config) as emu:
-        print(f"emulator up: {emu.urls.hyperliquid} (seed {args.seed}, clock from "
-              f"{format_instant(now)}, running 60x)")
-        with httpx.Client(timeout=10) as client:
-            _show_sources(client, emu, now)
-        asyncio.run(_show_stream(emu.urls.ws))
-    print("demo finished: every source answered and agreed.")
+        print(f"emulator: {emu.urls.hyperliquid} (seed {config.seed}, clock frozen at "
+              f"{format_instant(now)})\nlake: {lake}\n")
+        settings = SourceSettings(
+            hyperliquid_url=emu.urls.hyperliquid, hydromancer_url=emu.urls.hydromancer,
+            hydromancer_key=HYDROMANCER_KEY, dwellir_url=emu.urls.dwellir,
+            dwellir_key=DWELLIR_KEY, pinned_now_ms=now)
+        _extract(settings, lake, now)
+    stats, seconds = run_compact(CompactJob(lake))
+    print(f"\ncompact: {stats.parts_consumed} checkpoint parts → {stats.partitions_written} "
+          f"partitions, {stats.rows_out} rows ({seconds:.1f}s)")
+    _query(lake)
+    print("\ndemo finished: extracted, compacted and queried offline.")
     return 0
 
 
-def _info(client: httpx.Client, base: str, body: dict[str, Any],
-          key: str | None = None) -> Any:
-    headers = {"authorization": f"Bearer {key}"} if key else {}
-    response = client.post(f"{base}/info", json=body, headers=headers)
-    response.raise_for_status()
-    return response.json()
+def _extract(settings: SourceSettings, lake: Path, now: int) -> None:
+    day = now - DAY_MS
+    jobs = [
+        CandleJob("hyperliquid", "BTC", "1h", now - 3 * DAY_MS, now, lake),
+        CandleJob("hyperliquid", "ETH", "1h", now - 3 * DAY_MS, now, lake),
+        CandleJob("hydromancer", "BTC", "1s", now - HOUR_MS, now, lake),
+        CandleJob("dwellir", "BTC", "1m", day, now, lake, workers=1, rate=2000.0),
+    ]
+    for job in jobs:
+        summary = run_job(job, settings)
+        c = summary.counters
+        print(f"candles {job.source:11} {job.market:4} {job.interval:3} "
+              f"{summary.buckets:6} buckets: {c.fetched:6} candles, {c.empty:5} empty, "
+              f"{c.requests:5} requests")
+    funding = run_funding(FundingJob(("BTC", "ETH"), now - 3 * DAY_MS, now, lake), settings)
+    rows = sum(o.rows for o in funding.outcomes)
+    print(f"funding {len(funding.outcomes)} coins: {rows} hourly rows, "
+          f"{funding.counters.requests} requests")
 
 
-def _show_sources(client: httpx.Client, emu: Emulator, now: int) -> None:
-    bucket = now // MINUTE_MS * MINUTE_MS - 10 * MINUTE_MS
-    req = {"coin": "BTC", "interval": "1m", "startTime": bucket, "endTime": bucket}
-    native = _info(client, emu.urls.hyperliquid, {"type": "candleSnapshot", "req": req})[0]
-    hydro = _info(client, emu.urls.hydromancer,
-                  {"type": "candleSnapshot", "req": {**req, "endTime": bucket + 1}},
-                  HYDROMANCER_KEY)[0]
-    dwellir = client.get(f"{emu.urls.dwellir}/{DWELLIR_KEY}/v1/candles",
-                         params={"market": "BTC", "interval": "1m",
-                                 "time": format_instant(bucket)}).json()
-    print(f"\nBTC 1m candle at {format_instant(bucket)} from three sources:")
-    print(f"  {'source':12} {'open':>10} {'high':>10} {'low':>10} {'close':>10} "
-          f"{'volume':>12} {'trades':>6}")
-    for name, c in (("hyperliquid", native), ("hydromancer", hydro), ("dwellir", dwellir)):
-        print(f"  {name:12} {c['o']:>10} {c['h']:>10} {c['l']:>10} {c['c']:>10} "
-              f"{c['v']:>12} {c['n']:>6}")
-    same = {(float(c["o"]), float(c["h"]), float(c["l"]), float(c["c"]), float(c["v"]), c["n"])
-            for c in (native, hydro, dwellir)}
-    print("  reconciled: " + ("identical" if len(same) == 1 else "MISMATCH"))
-    if len(same) != 1:
+def _query(lake: Path) -> None:
+    from hyperlake.lake.catalog import connect
+
+    con = connect(lake)
+    sql = ("SELECT t, market, c AS close, funding_hour, funding_rate, funding_apr "
+           "FROM candles_with_funding WHERE interval = '1h' ORDER BY t DESC, market LIMIT 6")
+    print(f"\nhyperlake sql \"{sql}\"")
+    rows = con.execute(sql).fetchall()
+    print(f"  {'t':20} {'market':6} {'close':>9} {'funding_hour':20} {'rate':>13} {'APR':>9}")
+    for t, market, close, hour, rate, apr in rows:
+        print(f"  {t:%Y-%m-%dT%H:%MZ}    {market:6} {close:>9.1f} {hour:%Y-%m-%dT%H:%MZ}    "
+              f"{rate:>13.10f} {apr:>8.2%}")
+    agree = con.execute(
+        "SELECT count(*) FROM (SELECT date_trunc('minute', s.t) AS m, sum(s.n) AS n "
+        "FROM candles s WHERE s.market = 'BTC' AND s.interval = '1s' GROUP BY 1) one "
+        "JOIN candles m ON m.market = 'BTC' AND m.interval = '1m' AND m.t = one.m "
+        "WHERE m.n <> one.n").fetchone()
+    checked = con.execute("SELECT count(DISTINCT date_trunc('minute', t)) FROM candles "
+                      "WHERE market = 'BTC' AND interval = '1s'").fetchone()
+    mismatches = agree[0] if agree else -1
+    minutes = checked[0] if checked else 0
+    print(f"\nreconciled: Hydromancer 1s bars summed per minute vs Dwellir 1m bars over "
+          f"{minutes} minutes: {'identical' if mismatches == 0 else f'{mismatches} differ'}")
+    if mismatches != 0:
         raise SystemExit(1)
-
-    funding = _info(client, emu.urls.hyperliquid,
-                    {"type": "fundingHistory", "coin": "BTC", "startTime": now - 3 * 3_600_000})
-    print("\nBTC funding, last hours:")
-    for row in funding:
-        print(f"  {format_instant(row['time'])}  rate {row['fundingRate']:>13}  "
-              f"premium {row['premium']:>13}")
-    ones = _info(client, emu.urls.hydromancer, {"type": "candleSnapshot", "req": {
-        "coin": "BTC", "interval": "1s", "startTime": bucket, "endTime": bucket + MINUTE_MS}},
-        HYDROMANCER_KEY)
-    print(f"\nHydromancer 1s candles in that minute: {len(ones)} of 60 seconds traded "
-          f"(sum of trades {sum(c['n'] for c in ones)} = the 1m candle's {native['n']})")
-
-
-async def _show_stream(url: str) -> None:
-    import websockets
-
-    async with websockets.connect(url) as ws:
-        greeting = await ws.recv()
-        await ws.send(orjson.dumps({"method": "subscribe",
-                                    "subscription": {"type": "trades", "coin": "BTC"}}).decode())
-        print(f"\nWebSocket {url}: {greeting!r}")
-        while True:
-            frame = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
-            if frame.get("channel") == "trades":
-                trade = frame["data"][0]
-                print(f"  first streamed trade: {trade['side']} {trade['sz']} BTC @ {trade['px']} "
-                      f"at {format_instant(trade['time'])}")
-                return

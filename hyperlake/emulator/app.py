@@ -9,6 +9,10 @@ Routes:
   POST /_emulator/clock | /_emulator/faults | /_emulator/reset-stats
 
 Faults are drawn before budgets: an injected failure costs the client no weight.
+The stream-level faults (timeout, truncated, stream_reset) write RESET_MARKER into the
+body; the fault gateway in front of the server turns it into RST_STREAM (h2c) or a TCP
+RST (HTTP/1.1). Without the gateway the client gets a body cut short of its declared
+Content-Length, ending in the marker.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
 from importlib import resources
 from typing import Any
 
 import orjson
 
-from hyperlake.emulator.config import ClockConfig, EmulatorConfig, FaultRule
+from hyperlake.emulator.config import RESET_MARKER, ClockConfig, EmulatorConfig, FaultRule
 from hyperlake.emulator.dwellir import DwellirIndex
 from hyperlake.emulator.info_api import HydromancerInfo, HyperliquidInfo, parse_body
 from hyperlake.emulator.ratelimit import TokenBucket, WeightLimiter, client_ip
@@ -49,10 +54,22 @@ _BAD_GATEWAY = Reply(502, b"<html><head><title>502 Bad Gateway</title></head><bo
                      "text/html")
 _UNAVAILABLE = Reply(503, b"Service Unavailable", TEXT)
 
+#: A service handler: ``(scope, proto, charge)``; ``charge=False`` answers without
+#: touching the client's budget (used when a fault replaces the answer).
+Handler = Callable[[Any, Any, bool], Awaitable[Reply]]
 
-class InjectedAbort(Exception):
-    """Raised on purpose so that granian aborts the response (RST_STREAM on HTTP/2,
-    a connection closed mid-body on HTTP/1.1)."""
+
+async def send_reset(proto: Any, status: int, headers: list[tuple[str, str]],
+                     prefix: bytes, declared: int) -> None:
+    """Stream a response whose body is ``prefix`` then RESET_MARKER, for the gateway to
+    reset at the marker. The declared Content-Length is at least one byte more than what
+    is sent: granian cuts an HTTP/1.1 body at its declared length (the marker must fit),
+    and a response short of its length fails a client even with no gateway in front."""
+    declared = max(declared, len(prefix) + len(RESET_MARKER) + 1)
+    transport = proto.response_stream(status, [*headers, ("content-length", str(declared))])
+    if prefix:
+        await transport.send_bytes(prefix)
+    await transport.send_bytes(RESET_MARKER)
 
 
 def load_recorded_funding() -> dict[str, list[dict[str, Any]]]:
@@ -93,25 +110,52 @@ class EmulatorApp:
 
     # -- plumbing ---------------------------------------------------------------------
 
-    async def _respond(self, proto: Any, endpoint: str, scope: Any, handler: Any) -> None:
+    async def _respond(self, proto: Any, endpoint: str, scope: Any, handler: Handler) -> None:
         stats = self.state.stats
         stats[f"{endpoint}_requests"] += 1
         rule = self.state.faults.pick(endpoint)
-        if rule is not None:
-            stats[f"fault_{rule.kind}"] += 1
-            reply = await self._fault_reply(rule, endpoint, proto, lambda: handler(scope, proto))
+        if rule is None:
+            reply: Reply | None = await handler(scope, proto, True)
         else:
-            reply = await handler(scope, proto)
-        stats[f"{endpoint}_status_{reply.status}"] += 1
-        self._send(proto, reply)
+            stats[f"fault_{rule.kind}"] += 1
+            reply = await self._fault_reply(rule, endpoint, proto,
+                                            lambda charge: handler(scope, proto, charge))
+        if reply is not None:
+            stats[f"{endpoint}_status_{reply.status}"] += 1
+            self._send(proto, reply)
 
     @staticmethod
     def _send(proto: Any, reply: Reply) -> None:
         proto.response_bytes(reply.status, reply.header_list(), reply.body)
 
     async def _fault_reply(self, rule: FaultRule, endpoint: str, proto: Any,
-                           normal: Any) -> Reply:
+                           normal: Callable[[bool], Awaitable[Reply]]) -> Reply | None:
+        """The answer that replaces the normal one, or None when the fault has streamed
+        a response to be reset itself. ``normal(charge)`` computes the normal answer."""
         kind = rule.kind
+        canned = self._canned_fault(kind, endpoint)
+        if canned is not None:
+            return canned
+        if kind == "slow":  # a late answer, but a real one: it costs what it costs
+            await asyncio.sleep(rule.delay)
+            return await normal(True)
+        if kind == "timeout":
+            await asyncio.sleep(rule.delay)
+            await send_reset(proto, 200, [("content-type", JSON)], b"", 0)
+            return None
+        if kind not in ("malformed", "truncated", "stream_reset"):
+            return await normal(True)  # a `*` websocket rule: nothing to do over HTTP
+        reply = await normal(False)
+        body = reply.body
+        if kind == "malformed":
+            return Reply(200, body[: max(1, len(body) // 2)], JSON)
+        # truncated: half the body, then the reset; stream_reset: the headers only.
+        prefix = body[: len(body) // 2] if kind == "truncated" else b""
+        await send_reset(proto, reply.status, reply.header_list(), prefix, len(body))
+        return None
+
+    @staticmethod
+    def _canned_fault(kind: str, endpoint: str) -> Reply | None:
         if kind in ("429", "429_retry_after"):
             body = b"null" if endpoint == "info" else b'{"error":"rate limit exceeded"}'
             headers = (("retry-after", "1"),) if kind == "429_retry_after" else ()
@@ -122,29 +166,11 @@ class EmulatorApp:
             return _BAD_GATEWAY
         if kind == "503":
             return _UNAVAILABLE
-        if kind == "slow":
-            await asyncio.sleep(rule.delay)
-            reply: Reply = await normal()
-            return reply
-        if kind == "timeout":
-            await asyncio.sleep(rule.delay)
-            proto.response_stream(200, [("content-type", JSON)])
-            raise InjectedAbort("timeout")
-        reply = await normal()
-        if kind == "malformed":
-            return Reply(200, reply.body[: max(1, len(reply.body) // 2)], JSON)
-        if kind == "truncated":
-            declared = [*reply.header_list(), ("content-length", str(len(reply.body)))]
-            transport = proto.response_stream(reply.status, declared)
-            await transport.send_bytes(reply.body[: len(reply.body) // 2])
-            raise InjectedAbort("truncated")
-        # stream_reset: headers never leave; the stream is reset.
-        proto.response_stream(200, [("content-type", JSON), ("content-length", "1")])
-        raise InjectedAbort("stream reset")
+        return None
 
     # -- services -----------------------------------------------------------------------
 
-    async def _info(self, scope: Any, proto: Any) -> Reply:
+    async def _info(self, scope: Any, proto: Any, charge: bool) -> Reply:
         if scope.method != "POST":
             return METHOD_NOT_ALLOWED
         if not (scope.headers.get("content-type") or "").startswith("application/json"):
@@ -152,6 +178,8 @@ class EmulatorApp:
         parsed = parse_body(await proto())
         if isinstance(parsed, Reply):
             return parsed
+        if not charge:
+            return self.info.handle(parsed, self.state.now_ms())
         bucket = self.info_weights.bucket(client_ip(scope.client))
         if not bucket.try_take(INFO_BASE_WEIGHT):
             return Reply(429, b"null", JSON)
@@ -160,22 +188,21 @@ class EmulatorApp:
         self.state.stats["info_weight"] += INFO_BASE_WEIGHT + reply.weight
         return reply
 
-    async def _hydromancer(self, scope: Any, proto: Any) -> Reply:
+    async def _hydromancer(self, scope: Any, proto: Any, charge: bool) -> Reply:
         if scope.method != "POST":
             return METHOD_NOT_ALLOWED
-        auth = scope.headers.get("authorization") or ""
-        key = auth.removeprefix("Bearer ").strip()
-        if key not in self.state.config.hydromancer_keys:
+        key = bearer_token(scope.headers.get("authorization") or "")
+        if key is None or key not in self.state.config.hydromancer_keys:
             return json_reply({"error": "Unauthorized: missing or invalid API key"}, 401)
         parsed = parse_body(await proto())
         if isinstance(parsed, Reply):
             return parsed
         bucket = self.hydromancer_weights.bucket(key)
-        if not bucket.try_take(HYDROMANCER_WEIGHT):
+        if charge and not bucket.try_take(HYDROMANCER_WEIGHT):
             return json_reply({"error": "rate limit exceeded"}, 429)
         return self.hydromancer.handle(parsed, self.state.now_ms())
 
-    async def _dwellir(self, scope: Any, proto: Any) -> Reply:
+    async def _dwellir(self, scope: Any, proto: Any, charge: bool) -> Reply:
         path: str = scope.path
         if scope.method != "GET" or not path.endswith(DWELLIR_SUFFIX):
             return NOT_FOUND
@@ -183,7 +210,7 @@ class EmulatorApp:
         rate = self.state.config.dwellir_rate(key)
         if rate is None:
             return json_reply({"error": "invalid API key"}, 401)
-        backend, fresh = self._backend(scope.headers.get("cookie"))
+        backend, fresh = self._backend(cookie_header(scope.headers))
         self.state.stats[f"dwellir_backend_{backend}"] += 1
         headers: tuple[tuple[str, str], ...] = (("x-dwellir-backend", backend),)
         if fresh:
@@ -191,7 +218,7 @@ class EmulatorApp:
         bucket = self.dwellir_buckets.get(key)
         if bucket is None:
             bucket = self.dwellir_buckets[key] = TokenBucket(rate, rate)
-        if not bucket.try_take(1):
+        if charge and not bucket.try_take(1):
             return Reply(429, b'{"error":"rate limit exceeded"}', JSON, headers)
         reply = self.dwellir.candle(scope.query_string, self.state.now_ms())
         return Reply(reply.status, reply.body, reply.content_type, headers)
@@ -232,6 +259,22 @@ class EmulatorApp:
             state.set_faults(rules, int(body.get("seed", 0)))
             return json_reply({"ok": True})
         return NOT_FOUND
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of ``Authorization: Bearer TOKEN`` (scheme name case-insensitive, as
+    RFC 9110 section 11.1 has it), or None for any other scheme or a bare token."""
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def cookie_header(headers: Any) -> str | None:
+    """Every ``cookie`` field of the request joined with "; ": an HTTP/2 client may split
+    its cookies over several fields (RFC 9113 section 8.2.3)."""
+    if headers.get("cookie") is None:  # the common case costs one lookup
+        return None
+    return "; ".join(value for name, value in headers.items() if name.lower() == "cookie")
 
 
 def create_app() -> EmulatorApp:

@@ -18,7 +18,8 @@ DWELLIR_PLANS: dict[str, int] = {"free": 20, "developer": 100, "growth": 500, "s
 #: Where the emulator's Dwellir archive begins.
 DWELLIR_ARCHIVE_FLOOR_MS = 1_753_603_200_000  # 2025-07-27T08:00:00Z
 
-#: Fault kinds and what they do.
+#: Fault kinds and what they do. The stream-level ones (timeout, truncated, stream_reset)
+#: need the fault gateway in front of the server to become real resets (see RESET_MARKER).
 HTTP_FAULT_KINDS: dict[str, str] = {
     "429": "answer 429 without Retry-After",
     "429_retry_after": "answer 429 with Retry-After: 1",
@@ -26,10 +27,13 @@ HTTP_FAULT_KINDS: dict[str, str] = {
     "502": "answer 502 Bad Gateway (an HTML body, as a proxy would)",
     "503": "answer 503 Service Unavailable",
     "slow": "delay the answer by `delay` seconds, then answer normally",
-    "timeout": "hold the request for `delay` seconds (default 30) and then drop it",
-    "truncated": "declare the full Content-Length but send half the body, then abort",
+    "timeout": "hold the request for `delay` seconds (default 2), then reset it after the "
+               "response headers (h2c: RST_STREAM; HTTP/1.1: TCP RST)",
+    "truncated": "declare the full Content-Length, send half the body, then reset the stream "
+                 "(h2c: RST_STREAM; HTTP/1.1: TCP RST)",
     "malformed": "answer 200 with a body that is not valid JSON",
-    "stream_reset": "abort the stream before any byte (HTTP/2 RST_STREAM)",
+    "stream_reset": "send the response headers, then reset the stream before any body byte "
+                    "(h2c: RST_STREAM; HTTP/1.1: TCP RST)",
     "reset": "TCP RST on the connection mid-response (through the fault gateway)",
     "goaway": "HTTP/2 GOAWAY then close (through the fault gateway; h2c only)",
 }
@@ -39,6 +43,14 @@ WS_FAULT_KINDS: dict[str, str] = {
 }
 ENDPOINTS: tuple[str, ...] = ("info", "hydromancer", "dwellir", "ws", "*")
 GATEWAY_FAULT_KINDS = ("reset", "goaway")
+#: Written by the app into a response body where the stream must be reset. granian cannot
+#: reset an HTTP/2 stream on request (an exception after ``response_stream`` ends it
+#: cleanly), so the fault gateway does it: it forwards the bytes before the marker, then
+#: sends RST_STREAM (h2c) or aborts the connection with a TCP RST (HTTP/1.1). JSON bodies
+#: never contain a NUL byte, so the marker cannot occur in a normal answer. Without the
+#: gateway the marker reaches the client as garbage inside a body cut short of its
+#: declared Content-Length.
+RESET_MARKER = b"\x00hyperlake-emulator-reset\x00"
 
 
 class ConfigError(ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from hyperlake.emulator.config import GATEWAY_FAULT_KINDS, FaultRule
+from hyperlake.emulator.config import GATEWAY_FAULT_KINDS, WS_FAULT_KINDS, FaultRule
 
 
 class FaultPlan:
@@ -13,10 +13,12 @@ class FaultPlan:
 
     def __init__(self, rules: tuple[FaultRule, ...], seed: int) -> None:
         self.rules = tuple(r for r in rules if r.kind not in GATEWAY_FAULT_KINDS)
+        self._http_rules = tuple(r for r in self.rules if r.kind not in WS_FAULT_KINDS)
         self._rng = random.Random(seed)
 
     def pick(self, endpoint: str) -> FaultRule | None:
-        for rule in self.rules:
+        """An HTTP fault for this request of ``endpoint``, or None."""
+        for rule in self._http_rules:
             if rule.endpoint in (endpoint, "*") and self._rng.random() < rule.rate:
                 return rule
         return None

@@ -10,8 +10,9 @@ front of the server and produces them itself.
 
 The gateway speaks cleartext HTTP/1.1 and h2c with prior knowledge (it detects the
 HTTP/2 client preface). It never decodes HPACK and never rewrites or drops
-HEADERS/CONTINUATION frames; it only splits the server's byte stream into frames so
-that it can stop forwarding at a frame boundary and inject a GOAWAY frame.
+HEADERS/CONTINUATION frames (the HPACK state is shared by the whole connection); it only
+splits the byte streams into frames so that it can stop forwarding at a frame boundary,
+inject frames, and cut DATA frames at a reset marker (below).
 
 Fault decisions
 ---------------
@@ -34,6 +35,25 @@ produce the same faults.
   6.8). The upstream server may still have started work on them; the gateway only
   guarantees what the client observed.
 
+Stream resets asked for by the server
+-------------------------------------
+granian cannot reset one HTTP/2 stream on request, so the emulator's app writes
+``RESET_MARKER`` (``hyperlake.emulator.config``) into a response body instead, and the
+gateway resets the stream there (faults ``stream_reset``, ``truncated``, ``timeout``):
+
+* h2c: the DATA frame holding the marker is replaced by a DATA frame with the bytes
+  before the marker (if any; padding dropped, no END_STREAM) and
+  ``RST_STREAM(INTERNAL_ERROR)``; later frames of that stream are dropped, except
+  header blocks (trailers), which must reach the client to keep HPACK in step. The
+  bytes the client will never see are returned to the server's connection flow-control
+  window with a WINDOW_UPDATE, so that resets do not slowly stall the connection. Other
+  streams of the connection go on. Counted in ``stats["stream_resets"]``.
+* HTTP/1.1: the bytes before the marker are forwarded, then the client connection is
+  aborted with a TCP RST (a response cut mid-body). Counted in ``stats["marker_resets"]``.
+
+A marker split over two DATA frames (or reads) is still found; the bytes of it already
+forwarded then reach the client just before the reset.
+
 Run ``python -m hyperlake.emulator.gateway --help`` for the command line.
 """
 
@@ -55,6 +75,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from hyperlake.emulator.config import RESET_MARKER
+
 H2_CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HTTP1_RESPONSE_START = b"HTTP/1.1 "
 
@@ -62,9 +84,12 @@ FRAME_DATA = 0x0
 FRAME_HEADERS = 0x1
 FRAME_RST_STREAM = 0x3
 FRAME_GOAWAY = 0x7
+FRAME_WINDOW_UPDATE = 0x8
 FRAME_CONTINUATION = 0x9
 FLAG_END_STREAM = 0x1
+FLAG_PADDED = 0x8
 H2_NO_ERROR = 0x0
+H2_INTERNAL_ERROR = 0x2
 
 FRAME_HEADER_SIZE = 9
 _FRAME_HEADER = struct.Struct(">BHBBI")  # 24-bit length as 8 + 16 bits, type, flags, stream id
@@ -76,7 +101,8 @@ READ_SIZE = 64 * 1024
 # input makes the kernel send an RST, which could destroy a GOAWAY in flight.
 LINGER_SECONDS = 2.0
 
-STAT_NAMES = ("connections", "responses", "resets", "goaways")
+STAT_NAMES = ("connections", "responses", "resets", "goaways", "stream_resets",
+              "marker_resets")
 
 
 @dataclass(frozen=True)
@@ -126,6 +152,10 @@ class _Frame(NamedTuple):
     def ends_stream(self) -> bool:
         return self.type in (FRAME_DATA, FRAME_HEADERS) and bool(self.flags & FLAG_END_STREAM)
 
+    @property
+    def payload_length(self) -> int:
+        return self.end - self.start - FRAME_HEADER_SIZE
+
 
 class _FrameSplitter:
     """Splits a byte stream into whole HTTP/2 frames, buffering a partial frame across reads."""
@@ -170,6 +200,123 @@ def encode_goaway(last_stream_id: int, error_code: int = H2_NO_ERROR) -> bytes:
     return _encode_frame(FRAME_GOAWAY, 0, 0, payload)
 
 
+def encode_rst_stream(stream_id: int, error_code: int = H2_INTERNAL_ERROR) -> bytes:
+    return _encode_frame(FRAME_RST_STREAM, 0, stream_id, struct.pack(">I", error_code))
+
+
+def encode_window_update(stream_id: int, increment: int) -> bytes:
+    return _encode_frame(FRAME_WINDOW_UPDATE, 0, stream_id, struct.pack(">I", increment))
+
+
+class MarkerScan(NamedTuple):
+    """Where a body piece holds RESET_MARKER."""
+
+    cut: int | None  # bytes of the piece to forward before the reset; None: no marker
+    carry: bytes  # tail of the piece that may begin a marker, to pass with the next piece
+
+
+def scan_for_marker(carry: bytes, buffer: bytes, start: int, end: int) -> MarkerScan:
+    """Look for RESET_MARKER in ``buffer[start:end]``, a piece of a body that follows
+    ``carry`` (the ``carry`` of the previous piece's scan, b"" for the first)."""
+    if carry:  # rare: JSON never holds a NUL byte, which every marker prefix starts with
+        window = carry + buffer[start:end]
+        scan = scan_for_marker(b"", window, 0, len(window))
+        return scan if scan.cut is None else MarkerScan(max(0, scan.cut - len(carry)), b"")
+    at = buffer.find(RESET_MARKER, start, end)
+    if at >= 0:
+        return MarkerScan(at - start, b"")
+    return MarkerScan(None, _marker_head_at_end(buffer, start, end))
+
+
+def _marker_head_at_end(buffer: bytes, start: int, end: int) -> bytes:
+    """The longest tail of ``buffer[start:end]`` that is a proper prefix of RESET_MARKER."""
+    at = buffer.find(RESET_MARKER[:1], max(start, end - len(RESET_MARKER) + 1), end)
+    while at >= 0:
+        if RESET_MARKER.startswith(buffer[at:end]):
+            return buffer[at:end]
+        at = buffer.find(RESET_MARKER[:1], at + 1, end)
+    return b""
+
+
+def _data_bounds(chunk: bytes, frame: _Frame) -> tuple[int, int]:
+    """Offsets in ``chunk`` of a DATA frame's data, without its padding."""
+    start, end = frame.start + FRAME_HEADER_SIZE, frame.end
+    if frame.flags & FLAG_PADDED and end > start:
+        end = max(start + 1, end - chunk[start])
+        start += 1
+    return start, end
+
+
+class _StreamResets:
+    """Turns RESET_MARKER in the upstream's DATA frames into RST_STREAM (one per h2c
+    connection; see the module docstring)."""
+
+    def __init__(self, stats: dict[str, int]) -> None:
+        self._stats = stats
+        self._carries: dict[int, bytes] = {}  # stream id -> a possible marker start
+        self._reset: set[int] = set()  # reset towards the client, not yet ended upstream
+        self._unacknowledged = 0  # flow-controlled bytes the client will never see
+
+    def owns(self, stream_id: int) -> bool:
+        """True for a stream this gateway reset and whose upstream side goes on."""
+        return stream_id in self._reset
+
+    def rewrite(self, frame: _Frame, chunk: bytes) -> bytes | None:
+        """What to send the client instead of ``frame``, or None to forward it as is."""
+        if frame.stream_id in self._reset:
+            return self._after_reset(frame)
+        if frame.type != FRAME_DATA:
+            if frame.type == FRAME_RST_STREAM:
+                self._carries.pop(frame.stream_id, None)
+            return None
+        start, end = _data_bounds(chunk, frame)
+        scan = scan_for_marker(self._carries.pop(frame.stream_id, b""), chunk, start, end)
+        if scan.cut is None:
+            if scan.carry and not frame.ends_stream:
+                self._carries[frame.stream_id] = scan.carry
+            return None
+        self._stats["stream_resets"] += 1
+        if not frame.ends_stream:
+            self._reset.add(frame.stream_id)
+        self._unacknowledged += frame.payload_length - scan.cut
+        kept = chunk[start : start + scan.cut]
+        data = _encode_frame(FRAME_DATA, 0, frame.stream_id, kept) if kept else b""
+        return data + encode_rst_stream(frame.stream_id)
+
+    def _after_reset(self, frame: _Frame) -> bytes | None:
+        if frame.ends_stream or frame.type == FRAME_RST_STREAM:
+            self._reset.discard(frame.stream_id)
+        if frame.type in (FRAME_HEADERS, FRAME_CONTINUATION):
+            return None  # dropping a header block would desynchronise HPACK
+        if frame.type == FRAME_DATA:
+            self._unacknowledged += frame.payload_length
+        return b""
+
+    def take_window_update(self) -> bytes:
+        """A connection WINDOW_UPDATE giving the server back what the client never got."""
+        owed, self._unacknowledged = self._unacknowledged, 0
+        return encode_window_update(0, owed) if owed else b""
+
+
+class _Rewrite:
+    """A run of frames with some of them replaced, assembled only when asked for."""
+
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk = chunk
+        self._pieces: list[bytes] = []
+        self._copied_to = 0
+
+    def replace(self, frame: _Frame, replacement: bytes) -> None:
+        self._pieces += (self._chunk[self._copied_to : frame.start], replacement)
+        self._copied_to = frame.end
+
+    def up_to(self, offset: int) -> bytes:
+        """The original bytes before ``offset``, with the replacements made before it."""
+        if not self._pieces:
+            return self._chunk[:offset]
+        return b"".join([*self._pieces, self._chunk[self._copied_to : offset]])
+
+
 class _StreamLedger:
     """Tracks which client streams exist and which have had their response fully forwarded."""
 
@@ -205,6 +352,10 @@ class _StreamLedger:
             self._responding.add(frame.stream_id)
         if frame.ends_stream or frame.type == FRAME_RST_STREAM:
             self._finish(frame.stream_id)
+
+    def record_reset(self, stream_id: int) -> None:
+        """The gateway reset the stream towards the client: it is finished for the client."""
+        self._finish(stream_id)
 
     def _finish(self, stream_id: int) -> None:
         self._unfinished.discard(stream_id)
@@ -248,6 +399,7 @@ class _ProxiedConnection:
         self._is_h2 = False
         self._upstream_gone = False
         self._ledger = _StreamLedger()
+        self._stream_resets = _StreamResets(gateway.stats)
         self._client_task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -281,38 +433,58 @@ class _ProxiedConnection:
     # client -> upstream
 
     async def _pump_client_to_upstream(self, preamble: bytes) -> None:
+        # On h2c only whole frames are written, so that the other direction may inject
+        # a frame (WINDOW_UPDATE) between any two writes.
         splitter = _FrameSplitter() if self._is_h2 else None
         try:
-            self._upstream_writer.write(preamble)
-            if splitter is not None:
-                self._track_client_frames(splitter, preamble[len(H2_CLIENT_PREFACE) :])
+            if splitter is None:
+                self._upstream_writer.write(preamble)
+            else:
+                self._upstream_writer.write(H2_CLIENT_PREFACE)
+                self._forward_client_frames(splitter, preamble[len(H2_CLIENT_PREFACE) :])
             await self._upstream_writer.drain()
             while data := await self._client_reader.read(READ_SIZE):
                 if self._upstream_gone:
                     continue  # lingering after GOAWAY or upstream close: discard input
-                self._upstream_writer.write(data)
-                if splitter is not None:
-                    self._track_client_frames(splitter, data)
+                if splitter is None:
+                    self._upstream_writer.write(data)
+                else:
+                    self._forward_client_frames(splitter, data)
                 await self._upstream_writer.drain()
-            if not self._upstream_gone and self._upstream_writer.can_write_eof():
-                self._upstream_writer.write_eof()
+            if not self._upstream_gone:
+                if splitter is not None:
+                    self._upstream_writer.write(splitter.take_partial())
+                if self._upstream_writer.can_write_eof():
+                    self._upstream_writer.write_eof()
         except (ConnectionError, OSError):
             # Client or upstream vanished: make the other pump see end of stream.
             self._upstream_writer.transport.abort()
 
-    def _track_client_frames(self, splitter: _FrameSplitter, data: bytes) -> None:
-        _, frames = splitter.feed(data)
+    def _forward_client_frames(self, splitter: _FrameSplitter, data: bytes) -> None:
+        complete, frames = splitter.feed(data)
         for frame in frames:
             self._ledger.record_client_frame(frame)
+        if complete:
+            self._upstream_writer.write(complete)
+
+    def _send_upstream_frame(self, frame: bytes) -> None:
+        if frame and not self._upstream_gone:
+            self._upstream_writer.write(frame)
 
     # upstream -> client
 
     async def _forward_http1_responses(self) -> _Outcome:
+        carry = b""
         while chunk := await self._upstream_reader.read(READ_SIZE):
             starts_response = chunk.startswith(HTTP1_RESPONSE_START)
             if starts_response and self._gateway._draw_fault(allow_goaway=False) is _Fault.RESET:
                 self._reset_client(_status_line_of(chunk))
                 return _Outcome.RESET
+            scan = scan_for_marker(carry, chunk, 0, len(chunk))
+            if scan.cut is not None:
+                self._reset_client(chunk[: scan.cut], stat="marker_resets")
+                return _Outcome.RESET
+            carry = scan.carry
             self._client_writer.write(chunk)
             await self._client_writer.drain()
         return _Outcome.UPSTREAM_CLOSED
@@ -321,28 +493,38 @@ class _ProxiedConnection:
         splitter = _FrameSplitter()
         while chunk := await self._upstream_reader.read(READ_SIZE):
             complete, frames = splitter.feed(chunk)
+            output = _Rewrite(complete)
             for frame in frames:
                 fault = self._decide_at(frame)
                 if fault is _Fault.RESET:
                     keep_until = frame.start if frame.ends_stream else frame.end
-                    self._reset_client(complete[:keep_until])
+                    self._reset_client(output.up_to(keep_until))
                     return _Outcome.RESET
                 if fault is _Fault.GOAWAY:
-                    await self._send_goaway(complete[: frame.start])
+                    await self._send_goaway(output.up_to(frame.start))
                     return _Outcome.GOAWAY
-                self._ledger.record_forwarded_upstream_frame(frame)
-            self._client_writer.write(complete)
+                self._forward_h2_frame(frame, complete, output)
+            self._client_writer.write(output.up_to(len(complete)))
+            self._send_upstream_frame(self._stream_resets.take_window_update())
             await self._client_writer.drain()
         self._client_writer.write(splitter.take_partial())
         return _Outcome.UPSTREAM_CLOSED
 
+    def _forward_h2_frame(self, frame: _Frame, chunk: bytes, output: _Rewrite) -> None:
+        replacement = self._stream_resets.rewrite(frame, chunk)
+        if replacement is None:
+            self._ledger.record_forwarded_upstream_frame(frame)
+        else:
+            output.replace(frame, replacement)
+            self._ledger.record_reset(frame.stream_id)
+
     def _decide_at(self, frame: _Frame) -> _Fault:
-        if not self._ledger.opens_response(frame):
-            return _Fault.NONE
+        if self._stream_resets.owns(frame.stream_id) or not self._ledger.opens_response(frame):
+            return _Fault.NONE  # (a header block of a reset stream opens no response)
         return self._gateway._draw_fault(allow_goaway=True)
 
-    def _reset_client(self, partial_response: bytes) -> None:
-        self._gateway.stats["resets"] += 1
+    def _reset_client(self, partial_response: bytes, stat: str = "resets") -> None:
+        self._gateway.stats[stat] += 1
         self._client_writer.write(partial_response)
         _abort_with_rst(self._client_writer)
         self._stop_upstream()
@@ -464,7 +646,8 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="python -m hyperlake.emulator.gateway",
         description=(
             "Proxy cleartext HTTP/1.1 and h2c (prior knowledge) to an upstream server, "
-            "injecting TCP resets and HTTP/2 GOAWAY frames at a seeded, reproducible rate. "
+            "injecting TCP resets and HTTP/2 GOAWAY frames at a seeded, reproducible rate, "
+            "and resetting responses where the upstream wrote hyperlake's reset marker. "
             "Serves until SIGTERM or SIGINT."
         ),
     )

@@ -8,6 +8,16 @@ Each server is a granian process. granian binds with SO_REUSEPORT, so two server
 one port would silently share connections: every port is reserved by a socket of
 ours bound with SO_REUSEPORT (never listening) for the emulator's whole life, which
 keeps the kernel from handing that port to anyone else.
+
+With any fault rule in the configuration (or ``gateway=True``), the cleartext
+``hyperliquid``, ``hydromancer`` and ``dwellir`` URLs point at the fault gateway
+(``hyperlake.emulator.gateway``) instead of the server: it injects the ``reset`` and
+``goaway`` faults and turns the app's reset markers (``timeout``, ``truncated``,
+``stream_reset``) into real stream resets. Endpoints whose ``reset``/``goaway`` rates
+differ get a gateway each, so that a rule for one endpoint leaves the others alone.
+``control``, ``ws`` and the TLS port always reach the server directly (stream faults
+there arrive as a body cut short of its Content-Length, not as a reset). Without
+faults there is no gateway, so benchmarks measure the server alone.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from hyperlake.emulator.app import CONFIG_ENV
 from hyperlake.emulator.config import GATEWAY_FAULT_KINDS, ClockConfig, EmulatorConfig, FaultRule
 
 STARTUP_TIMEOUT_S = 30.0
+#: The endpoints with a base URL of their own, which the gateway can tell apart.
+HTTP_ENDPOINTS = ("info", "hydromancer", "dwellir")
 
 
 class EmulatorError(RuntimeError):
@@ -72,6 +84,15 @@ def _write_tls_material(folder: Path) -> tuple[Path, Path, Path]:
     key_path.write_bytes(pkcs8)
     ca_path.write_bytes(ca.cert_pem.bytes())
     return cert_path, key_path, ca_path
+
+
+def gateway_rates(rules: tuple[FaultRule, ...], endpoint: str) -> tuple[float, float]:
+    """The (reset, goaway) rates of the gateway in front of ``endpoint``'s base URL."""
+    def rate(kind: str) -> float:
+        total = sum(r.rate for r in rules if r.kind == kind and r.endpoint in (endpoint, "*"))
+        return min(1.0, total)
+
+    return rate("reset"), rate("goaway")
 
 
 def _get_json(port: int, path: str, host: str = "127.0.0.1", timeout: float = 5.0) -> Any:
@@ -127,9 +148,15 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig | None = None, *, tls: bool = False,
                  host: str = "127.0.0.1", port: int | None = None, tls_port: int | None = None,
-                 cpu: int | None = None) -> None:
+                 cpu: int | None = None, gateway: bool | None = None) -> None:
+        """``gateway``: put the fault gateway in front of the cleartext HTTP URLs; None
+        (the default) does so when the configuration has fault rules. Pass True to
+        inject stream faults later with ``set_faults`` on an emulator started without."""
         self.config = config or EmulatorConfig()
         self.config.validate()
+        self.gateway = bool(self.config.faults) if gateway is None else gateway
+        if not self.gateway and any(r.kind in GATEWAY_FAULT_KINDS for r in self.config.faults):
+            raise EmulatorError("the reset and goaway faults need the gateway (gateway=False)")
         self.tls = tls
         self.host = host
         self._ports = (port, tls_port)
@@ -172,16 +199,15 @@ class Emulator:
             self._spawn_server(env, tls_port, tls_args)
         for child in self._children:
             self._wait_ready(child)
-        public_port = plain.port
-        gateway_rules = [r for r in self.config.faults if r.kind in GATEWAY_FAULT_KINDS]
-        if gateway_rules:
-            public_port = self._spawn_gateway(folder, plain.port, gateway_rules)
-        base = f"http://{self.host}:{public_port}"
+        ports = dict.fromkeys(HTTP_ENDPOINTS, plain.port)
+        if self.gateway:
+            ports = self._spawn_gateways(folder, plain.port)
+        base = {endpoint: f"http://{self.host}:{port}" for endpoint, port in ports.items()}
         tls_base = f"https://localhost:{self._children[1].port}" if self.tls else None
         self._urls = EmulatorUrls(
-            hyperliquid=base,
-            hydromancer=f"{base}/hydromancer",
-            dwellir=f"{base}/dwellir",
+            hyperliquid=base["info"],
+            hydromancer=f"{base['hydromancer']}/hydromancer",
+            dwellir=f"{base['dwellir']}/dwellir",
             ws=f"ws://{self.host}:{plain.port}/ws",
             control=f"http://{self.host}:{plain.port}",
             tls_hyperliquid=tls_base,
@@ -202,16 +228,33 @@ class Emulator:
         self._children.append(child)
         return child
 
-    def _spawn_gateway(self, folder: Path, upstream: int, rules: list[FaultRule]) -> int:
-        port_file = folder / "gateway.port"
-        rates = {kind: sum(r.rate for r in rules if r.kind == kind) for kind in GATEWAY_FAULT_KINDS}
+    def _spawn_gateways(self, folder: Path, upstream: int) -> dict[str, int]:
+        """One gateway per distinct (reset, goaway) rates; the port of each endpoint."""
+        endpoints_by_rates: dict[tuple[float, float], list[str]] = {}
+        for endpoint in HTTP_ENDPOINTS:
+            rates = gateway_rates(self.config.faults, endpoint)
+            endpoints_by_rates.setdefault(rates, []).append(endpoint)
+        launched = [(self._launch_gateway(folder / f"gateway-{index}.port", upstream, rates),
+                     endpoints)
+                    for index, (rates, endpoints) in enumerate(endpoints_by_rates.items())]
+        ports: dict[str, int] = {}
+        for (child, port_file), endpoints in launched:
+            ports.update(dict.fromkeys(endpoints, self._wait_gateway(child, port_file)))
+        return ports
+
+    def _launch_gateway(self, port_file: Path, upstream: int,
+                        rates: tuple[float, float]) -> tuple[_Child, Path]:
+        reset_rate, goaway_rate = rates
         argv = [sys.executable, "-m", "hyperlake.emulator.gateway",
                 "--upstream", f"{self.host}:{upstream}", "--seed", str(self.config.fault_seed),
-                "--reset-rate", str(min(1.0, rates["reset"])),
-                "--goaway-rate", str(min(1.0, rates["goaway"])),
+                "--reset-rate", str(reset_rate), "--goaway-rate", str(goaway_rate),
                 "--port-file", str(port_file)]
         child = _Child(argv, dict(os.environ), 0, None)
         self._children.append(child)
+        return child, port_file
+
+    @staticmethod
+    def _wait_gateway(child: _Child, port_file: Path) -> int:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not port_file.exists():
             if child.process.poll() is not None or time.monotonic() > deadline:
@@ -274,7 +317,9 @@ class Emulator:
             _post_json(port, "/_emulator/clock", {"start_ms": start_ms, "rate": rate}, self.host)
 
     def set_faults(self, rules: list[FaultRule] | tuple[FaultRule, ...], seed: int = 0) -> None:
-        """Replace the in-server fault rules (gateway faults are fixed at start)."""
+        """Replace the in-server fault rules (gateway faults are fixed at start). The
+        stream faults (timeout, truncated, stream_reset) reset streams only through the
+        gateway: start the emulator with faults or ``gateway=True`` to have it."""
         payload = {"faults": [r.__dict__ for r in rules], "seed": seed}
         for port in self._server_ports():
             _post_json(port, "/_emulator/faults", payload, self.host)

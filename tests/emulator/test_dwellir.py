@@ -306,10 +306,6 @@ def test_h2c_cookie_in_a_single_field_pins_the_backend(emulator: Emulator) -> No
     assert "set-cookie" not in headers
 
 
-@pytest.mark.xfail(strict=True, reason="emulator bug: only the first HTTP/2 `cookie` field "
-                   "is read (scope.headers.get), so a DWSESSION cookie sent in a second "
-                   "field (RFC 9113 8.2.3 cookie splitting) is ignored and a new backend "
-                   "is assigned")
 def test_h2c_cookie_split_over_several_fields_pins_the_backend(emulator: Emulator) -> None:
     headers = h2c_response_headers(emulator.port, dwellir_path(HOUR_AGO_MS),
                                    [("cookie", "theme=dark"), ("cookie", "DWSESSION=dw-2")])

@@ -1,6 +1,9 @@
 """Injected faults as a client sees them, on real emulators over loopback: canned
 statuses, slow and held answers, truncated and malformed bodies, HTTP/2 stream resets,
-the gateway's TCP resets and GOAWAYs, seeded rates and per-endpoint rules."""
+the gateway's TCP resets and GOAWAYs, seeded rates and per-endpoint rules.
+
+Every emulator here has the fault gateway in front of its HTTP URLs (it has fault rules,
+or ``gateway=True``): the stream faults only become real resets through it."""
 
 from __future__ import annotations
 
@@ -71,8 +74,9 @@ def is_json(body: bytes) -> bool:
 
 @pytest.fixture(scope="module")
 def faulty_server() -> Iterator[Emulator]:
-    """One emulator for the in-server faults of this module, set per test."""
-    with Emulator(frozen_config(NOW_MS)) as emu:
+    """One emulator for the in-server faults of this module, set per test, behind the
+    fault gateway although it starts with no fault."""
+    with Emulator(frozen_config(NOW_MS), gateway=True) as emu:
         yield emu
 
 
@@ -171,10 +175,7 @@ def hydromancer_status(client: httpx.Client, emu: Emulator) -> int | str:
         return "broken"
 
 
-@pytest.mark.xfail(strict=True, reason="emulator bug: `malformed` and `truncated` run the "
-                   "real handler, which charges the weight budget, although app.py states "
-                   "that an injected failure costs the client no weight")
-@pytest.mark.parametrize("kind", ["malformed", "truncated"])
+@pytest.mark.parametrize("kind", ["malformed", "truncated", "stream_reset"])
 def test_a_body_fault_costs_no_budget(make_emulator: Starter, kind: str) -> None:
     emu = make_emulator(frozen_config(NOW_MS, hydromancer_weight_per_minute=100,
                                       faults=(FaultRule("hydromancer", kind, 1.0),)))
@@ -214,16 +215,16 @@ def test_timeout_holds_the_request_past_a_client_read_timeout(emu: Emulator) -> 
     assert 0.9 <= time.monotonic() - started < 4
 
 
-@pytest.mark.xfail(strict=True, reason="emulator bug: after holding the request, the "
-                   "`timeout` fault answers a clean 200 with an empty body (HTTP/1.1 "
-                   "content-length: 0; h2c HEADERS with END_STREAM) instead of dropping it")
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "h2c"])
 def test_timeout_drops_the_request_after_the_delay(emu: Emulator,
                                                    http2: bool) -> None:
     inject(emu, "dwellir", "timeout", 0.3)
 
+    started = time.monotonic()
     with h2c_client() if http2 else h1_client() as c, pytest.raises(httpx.TransportError):
         get_candle(c, emu)
+
+    assert time.monotonic() - started >= 0.3
 
 
 # -- truncated, malformed ---------------------------------------------------------------
@@ -241,10 +242,26 @@ def test_truncated_breaks_an_http1_client(emu: Emulator,
 def test_truncated_breaks_an_h2c_client(emu: Emulator) -> None:
     inject(emu, "dwellir", "truncated")
 
-    # httpx maps h2's InvalidBodyLengthError to LocalProtocolError while reading the
-    # headers, but lets it through unmapped when it surfaces while reading the body.
-    with h2c_client() as c, pytest.raises((httpx.TransportError, h2.exceptions.ProtocolError)):
-        get_candle(c, emu)
+    # A real RST_STREAM, which httpx reports as RemoteProtocolError(StreamReset).
+    with h2c_client() as c:
+        for _ in range(3):  # on a fresh connection and on a reused one
+            with pytest.raises(httpx.RemoteProtocolError, match="StreamReset"):
+                get_candle(c, emu)
+
+
+def test_truncated_sends_half_the_body_before_the_reset(emu: Emulator,
+                                                         client: httpx.Client) -> None:
+    normal = get_candle(client, emu).content
+    inject(emu, "dwellir", "truncated")
+
+    events = h2c_events(port_of(emu.urls.dwellir), CANDLE_PATH)
+
+    (response,) = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    headers = {str(name): str(value) for name, value in response.headers}
+    assert headers["content-length"] == str(len(normal))
+    body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+    assert body == normal[: len(normal) // 2]
+    assert isinstance(events[-1], h2.events.StreamReset)
 
 
 @pytest.mark.parametrize("endpoint", ["dwellir", "info"])
@@ -290,42 +307,62 @@ def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/", 1)[0])
 
 
-@pytest.mark.xfail(strict=True, reason="emulator bug: `stream_reset` sends HEADERS 200 "
-                   "(content-length: 1) with END_STREAM instead of RST_STREAM; httpx over "
-                   "h2c then returns a 200 with an empty body")
 def test_stream_reset_breaks_an_h2c_client(emu: Emulator) -> None:
     inject(emu, "dwellir", "stream_reset")
 
-    with h2c_client() as c, pytest.raises(httpx.TransportError):
+    # httpx raises RemoteProtocolError for a stream the server reset
+    with h2c_client() as c, pytest.raises(httpx.RemoteProtocolError, match="StreamReset"):
         get_candle(c, emu)
 
 
-@pytest.mark.xfail(strict=True, reason="emulator bug: on HTTP/2 an InjectedAbort ends the "
-                   "stream cleanly (END_STREAM) instead of resetting it: no RST_STREAM")
-@pytest.mark.parametrize("kind", ["stream_reset", "truncated"])
+def test_stream_reset_breaks_an_http1_client(emu: Emulator, client: httpx.Client) -> None:
+    inject(emu, "dwellir", "stream_reset")
+
+    with pytest.raises(httpx.TransportError):  # the connection is reset after the headers
+        get_candle(client, emu)
+
+
+@pytest.mark.parametrize("kind", ["stream_reset", "truncated", "timeout"])
 def test_aborted_h2c_streams_are_reset(emu: Emulator, kind: str) -> None:
-    inject(emu, "dwellir", kind)
+    inject(emu, "dwellir", kind, delay=0.1)
 
-    events = h2c_events(emu.port, CANDLE_PATH)
+    events = h2c_events(port_of(emu.urls.dwellir), CANDLE_PATH)
 
-    assert any(isinstance(e, h2.events.StreamReset) for e in events), events
+    resets = [e for e in events if isinstance(e, h2.events.StreamReset)]
+    assert [(r.stream_id, r.error_code) for r in resets] == [(1, 2)], events  # INTERNAL_ERROR
+    assert not any(isinstance(e, h2.events.StreamEnded) for e in events)
 
 
 def test_server_is_healthy_after_stream_resets_are_cleared(emu: Emulator) -> None:
     inject(emu, "dwellir", "stream_reset")
     with h2c_client() as c:
         for _ in range(3):
-            try:
-                broken = get_candle(c, emu)
-            except httpx.TransportError:
-                continue
-            assert broken.content == b""  # never a candle while the fault is on
+            with pytest.raises(httpx.RemoteProtocolError, match="StreamReset"):
+                get_candle(c, emu)
         emu.set_faults([])
         healthy = get_candle(c, emu)
 
     assert healthy.status_code == 200
     assert healthy.json()["t"] == 1_774_911_600_000
     assert emu.stats()["fault_stream_reset"] == 3
+
+
+def test_without_the_gateway_a_stream_fault_is_a_short_body(emu: Emulator) -> None:
+    """Straight to the server (``urls.control``, the TLS port, or gateway=False), a
+    stream fault is a body cut short of its Content-Length, not a reset."""
+    inject(emu, "dwellir", "truncated")
+
+    with h1_client() as direct, pytest.raises(httpx.RemoteProtocolError):
+        direct.get(f"{emu.urls.control}{CANDLE_PATH}")
+
+
+def test_the_gateway_is_in_front_only_with_faults(make_emulator: Starter) -> None:
+    plain = make_emulator()
+    faulty = with_faults(make_emulator, FaultRule("dwellir", "503", 0.5))
+
+    assert port_of(plain.urls.dwellir) == port_of(plain.urls.control) == plain.port
+    assert port_of(faulty.urls.dwellir) != faulty.port
+    assert port_of(faulty.urls.control) == faulty.port
 
 
 # -- gateway faults: TCP reset, GOAWAY --------------------------------------------------
@@ -346,14 +383,14 @@ def test_reset_is_a_connection_error_though_the_server_answered(make_emulator: S
         assert direct.get(f"{emu.urls.control}{CANDLE_PATH}").status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="emulator bug: gateway faults ignore the rule's "
-                   "endpoint (server.py sums every reset/goaway rate into one gateway in "
-                   "front of all HTTP paths), so a `dwellir` reset rule also resets /info")
 def test_a_dwellir_reset_rule_leaves_info_alone(make_emulator: Starter) -> None:
     emu = with_faults(make_emulator, FaultRule("dwellir", "reset", 1.0))
 
     with h1_client() as c:
         assert post_info(c, emu).status_code == 200
+        assert post_hydromancer(c, emu).status_code == 200
+        with pytest.raises(httpx.TransportError):
+            get_candle(c, emu)
 
 
 def test_goaway_over_h2c_refuses_the_stream(make_emulator: Starter) -> None:
@@ -440,3 +477,12 @@ def test_a_star_rule_affects_every_endpoint(emu: Emulator,
     assert post_info(client, emu).status_code == 503
     assert post_hydromancer(client, emu).status_code == 503
     assert emu.stats()["fault_503"] == 3
+
+
+def test_websocket_rules_never_fire_on_http_requests() -> None:
+    from hyperlake.emulator.config import FaultRule
+    from hyperlake.emulator.faults import FaultPlan
+
+    plan = FaultPlan((FaultRule("*", "ws_disconnect", 1.0), FaultRule("*", "ws_stall", 1.0)), 0)
+    assert all(plan.pick(endpoint) is None for endpoint in ("info", "dwellir", "hydromancer"))
+    assert plan.pick_ws("ws_stall") is not None

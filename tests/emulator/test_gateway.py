@@ -23,13 +23,56 @@ import httpx
 import pycurl
 import pytest
 
-from hyperlake.emulator.gateway import FaultGateway, GatewayConfig, _FrameSplitter, encode_goaway
+from hyperlake.emulator.config import RESET_MARKER
+from hyperlake.emulator.gateway import (
+    FLAG_PADDED,
+    FRAME_DATA,
+    FaultGateway,
+    GatewayConfig,
+    _encode_frame,
+    _FrameSplitter,
+    _StreamResets,
+    encode_goaway,
+    encode_rst_stream,
+    encode_window_update,
+    scan_for_marker,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BODY = b'{"ok":true}'
+PARTIAL = b'{"partial":'
+AFTER_MARKER = 30_000  # bytes /marked-then-more sends after the marker
 RSGI_APP = """\
+import asyncio
+
+from hyperlake.emulator.config import RESET_MARKER
+
+PARTIAL = b'{"partial":'
+
+
 async def app(scope, proto):
+    if scope.path == "/slow":
+        await asyncio.sleep(0.3)
+    if scope.path.startswith("/marked"):
+        await marked(scope.path, proto)
+        return
     proto.response_bytes(200, [("content-type", "application/json")], b'{"ok":true}')
+
+
+async def marked(path, proto):
+    \"\"\"A response the gateway must reset where RESET_MARKER is.\"\"\"
+    headers = [("content-type", "application/json"), ("content-length", "100000")]
+    transport = proto.response_stream(200, headers)
+    if path == "/marked":
+        await transport.send_bytes(PARTIAL)
+        await transport.send_bytes(RESET_MARKER)
+    elif path == "/marked-split":
+        await transport.send_bytes(PARTIAL + RESET_MARKER[:10])
+        await asyncio.sleep(0.05)
+        await transport.send_bytes(RESET_MARKER[10:])
+    elif path == "/marked-then-more":
+        await transport.send_bytes(RESET_MARKER)
+        await transport.send_bytes(b"x" * 30_000)
 """
 
 
@@ -242,6 +285,144 @@ def test_reset_fails_h2c_request(upstream_port: int) -> None:
         stats = gateway.stats()
     assert stats["resets"] == 2
     assert stats["goaways"] == 0
+
+
+# 2b. stream resets asked for by the server (RESET_MARKER)
+
+
+def _h2c_exchange(port: int, paths: list[str]) -> list[h2.events.Event]:
+    """Open one stream per path on one h2c connection and read until each has ended or
+    been reset. Never acknowledges received data, so it never sends WINDOW_UPDATE."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    events: list[h2.events.Event] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        conn.initiate_connection()
+        streams = set()
+        for path in paths:
+            stream_id = conn.get_next_available_stream_id()
+            conn.send_headers(stream_id, [(":method", "GET"), (":path", path),
+                                          (":scheme", "http"), (":authority", "gateway")],
+                              end_stream=True)  # fmt: skip
+            streams.add(stream_id)
+        raw.sendall(conn.data_to_send())
+        while streams:
+            data = raw.recv(65536)
+            assert data, "gateway closed the connection"
+            for event in conn.receive_data(data):
+                events.append(event)
+                if isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    streams.discard(event.stream_id)
+            raw.sendall(conn.data_to_send())
+    return events
+
+
+def _stream_data(events: list[h2.events.Event], stream_id: int) -> bytes:
+    return b"".join(e.data for e in events
+                    if isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id)
+
+
+def test_h2c_marker_becomes_rst_stream_while_another_stream_completes(
+    upstream_port: int,
+) -> None:
+    with RunningGateway(_config(upstream_port)) as gateway:
+        events = _h2c_exchange(gateway.port, ["/slow", "/marked"])  # streams 1 and 3
+        stats = gateway.stats()
+
+    finished = [(type(e).__name__, e.stream_id) for e in events
+                if isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset))]
+    assert finished == [("StreamReset", 3), ("StreamEnded", 1)]  # /slow answers later
+    (reset,) = [e for e in events if isinstance(e, h2.events.StreamReset)]
+    assert reset.error_code == 2  # INTERNAL_ERROR
+    assert _stream_data(events, 3) == PARTIAL  # the bytes before the marker, no more
+    assert _stream_data(events, 1) == BODY
+    assert stats["stream_resets"] == 1
+    assert stats["resets"] == stats["goaways"] == 0
+
+
+def test_h2c_marker_split_over_two_frames_still_resets(upstream_port: int) -> None:
+    with RunningGateway(_config(upstream_port)) as gateway:
+        events = _h2c_exchange(gateway.port, ["/marked-split", "/"])
+        stats = gateway.stats()
+
+    assert [e.stream_id for e in events if isinstance(e, h2.events.StreamReset)] == [1]
+    assert _stream_data(events, 1) in (PARTIAL, PARTIAL + RESET_MARKER[:10])
+    assert _stream_data(events, 3) == BODY
+    assert stats["stream_resets"] == 1
+
+
+def test_h2c_bytes_dropped_after_a_marker_are_given_back_to_the_server(
+    upstream_port: int,
+) -> None:
+    """Each /marked-then-more costs the server's connection window 30 kB the client never
+    sees (and so never acknowledges). Unless the gateway returns them, the server runs
+    out of window after two such streams and the later ones never get their reset."""
+    paths = ["/marked-then-more"] * 6 + ["/"]
+    with RunningGateway(_config(upstream_port)) as gateway:
+        events = _h2c_exchange(gateway.port, paths)
+        stats = gateway.stats()
+
+    assert [e.stream_id for e in events if isinstance(e, h2.events.StreamReset)] == [
+        1, 3, 5, 7, 9, 11]  # fmt: skip
+    assert _stream_data(events, 13) == BODY
+    assert stats["stream_resets"] == 6
+
+
+def test_http1_marker_resets_the_connection_after_the_bytes_before_it(
+    upstream_port: int,
+) -> None:
+    with RunningGateway(_config(upstream_port)) as gateway:
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{gateway.url}marked", timeout=5)
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as raw:
+            raw.sendall(b"GET /marked-split HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            with pytest.raises(ConnectionResetError):
+                while chunk := raw.recv(65536):
+                    received += chunk
+        stats = gateway.stats()
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert received.endswith((PARTIAL, PARTIAL + RESET_MARKER[:10]))
+    assert stats["marker_resets"] == 2
+    assert stats["resets"] == 0
+
+
+@pytest.mark.parametrize("split", range(len(RESET_MARKER) + 1))
+def test_scan_finds_a_marker_split_anywhere(split: int) -> None:
+    first = b"abc" + RESET_MARKER[:split]
+    second = RESET_MARKER[split:] + b"xyz"
+
+    scan = scan_for_marker(b"", first, 0, len(first))
+    if split == len(RESET_MARKER):
+        assert scan.cut == 3
+        return
+    assert scan.cut is None
+    assert scan.carry == RESET_MARKER[:split]
+    assert scan_for_marker(scan.carry, second, 0, len(second)).cut == 0
+
+
+def test_scan_ignores_nul_bytes_that_begin_no_marker() -> None:
+    data = b"\x00\x00abc\x00hyper"
+    scan = scan_for_marker(b"", data, 0, len(data))
+    assert (scan.cut, scan.carry) == (None, b"\x00hyper")
+    assert tuple(scan_for_marker(scan.carry, b"LAKE", 0, 4)) == (None, b"")
+
+
+def test_a_padded_data_frame_is_cut_before_the_marker_and_its_bytes_returned() -> None:
+    data = b"0123456789" + RESET_MARKER + b"rest"
+    padding = 7
+    payload = bytes([padding]) + data + b"\0" * padding
+    chunk = encode_goaway(0) + _encode_frame(FRAME_DATA, FLAG_PADDED, 5, payload)
+    _, (_, frame) = _FrameSplitter().feed(chunk)
+    stats = {"stream_resets": 0}
+    resets = _StreamResets(stats)
+
+    replacement = resets.rewrite(frame, chunk)
+
+    assert replacement == _encode_frame(FRAME_DATA, 0, 5, b"0123456789") + encode_rst_stream(5)
+    assert resets.owns(5)  # no END_STREAM yet: later frames of stream 5 are dropped
+    assert resets.take_window_update() == encode_window_update(0, len(payload) - 10)
+    assert resets.take_window_update() == b""
+    assert stats["stream_resets"] == 1
 
 
 # 3. goaway

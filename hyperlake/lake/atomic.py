@@ -13,9 +13,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import Any
 
 TMP_PREFIX = ".tmp-"
 
@@ -29,7 +27,8 @@ def fsync_dir(folder: Path) -> None:
 
 
 def temp_path_for(final: Path) -> Path:
-    return final.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
+    """A hidden name that no ``*.parquet`` glob of a reader can match."""
+    return final.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{final.name}.partial")
 
 
 @contextlib.contextmanager
@@ -61,7 +60,10 @@ def write_with_atomic(final: Path, writer: Callable[[Path], None]) -> None:
         writer(tmp)
 
 
-def write_parquet_atomic(final: Path, table: pa.Table, **options: object) -> None:
+def write_parquet_atomic(final: Path, table: Any, **options: object) -> None:
+    """``table`` is a pyarrow Table (imported lazily: this module stays light)."""
+    import pyarrow.parquet as pq
+
     with atomic_path(final) as tmp:
         pq.write_table(table, tmp, **options)
 

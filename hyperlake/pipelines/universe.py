@@ -14,12 +14,9 @@ commands that only need names (and offline work against a lake) go on.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property, partial
@@ -31,12 +28,12 @@ import httpx
 import orjson
 
 from hyperlake.errors import HyperlakeError, UserError
+from hyperlake.lake.atomic import write_bytes_atomic
 
 KINDS = ("perp", "hip3", "spot")
 SNAPSHOT_VERSION = 1
 SNAPSHOT_FOLDER = "universe"
 #: Same prefix as ``hyperlake.lake.atomic``: readers ignore it, sweeps remove it.
-_TMP_PREFIX = ".tmp-"
 _MAX_SUGGESTIONS = 3
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _T = TypeVar("_T")
@@ -348,34 +345,9 @@ def _read_snapshot(path: Path) -> tuple[float, Universe] | None:
         return None
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(final: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, ``os.replace``, fsync the folder: readers
-    see the old snapshot or the new one, never half of one."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def _save_snapshot(path: Path, universe: Universe, fetched_at: float, source: str) -> None:
     try:
-        _write_atomic(path, _encode_snapshot(universe, fetched_at, source))
+        write_bytes_atomic(path, _encode_snapshot(universe, fetched_at, source))
     except OSError as exc:
         raise HyperlakeError(f"cannot write the universe snapshot {path}: "
                              f"{exc.strerror or exc}") from exc

@@ -1,3 +1,39 @@
-"""hyperlake: a crash-safe Parquet data lake of Hyperliquid market data."""
+"""hyperlake: a crash-safe Parquet data lake of Hyperliquid market data.
+
+The query API is re-exported here: ``hyperlake.connect`` (DuckDB views over the
+lake), ``hyperlake.scan_candles``, ``hyperlake.scan_funding``,
+``hyperlake.load_candles`` and ``hyperlake.features`` (polars). They are imported on
+first use, so ``import hyperlake`` (and every CLI command) does not pay for DuckDB
+and polars (~0.35 s) unless it queries.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hyperlake.lake.catalog import connect
+    from hyperlake.lake.loaders import features, load_candles, scan_candles, scan_funding
 
 __version__ = "0.1.0"
+
+_LAZY_EXPORTS = {
+    "connect": "hyperlake.lake.catalog",
+    "scan_candles": "hyperlake.lake.loaders",
+    "scan_funding": "hyperlake.lake.loaders",
+    "load_candles": "hyperlake.lake.loaders",
+    "features": "hyperlake.lake.loaders",
+}
+
+__all__ = ["__version__", "connect", "features", "load_candles", "scan_candles",
+           "scan_funding"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hyperlake' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

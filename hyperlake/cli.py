@@ -7,10 +7,19 @@ import sys
 from collections.abc import Sequence
 
 from hyperlake import __version__
-from hyperlake.commands import candles, compact, demo, emulator, funding
+from hyperlake.commands import (
+    candles,
+    compact,
+    demo,
+    emulator,
+    export,
+    funding,
+    sql,
+    verify,
+)
 from hyperlake.errors import HyperlakeError
 
-COMMANDS = (candles, funding, compact, emulator, demo)
+COMMANDS = (candles, funding, compact, sql, export, emulator, demo, verify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,344 @@
+"""Loading the lake into polars (and Arrow) for research and ML, without SQL.
+
+Why a loader rather than ``pl.scan_parquet("data/candles/", hive_partitioning=True)``:
+that raw scan reads every file in the folders, including the ``.tmp-*`` file an
+atomic write leaves beside ``part-0.parquet`` while compaction runs (or after a
+crash), and it turns any ``key=value`` folder above the lake into a column. It also
+knows nothing of the lake's conventions. Here:
+
+- ``market`` is matched against the markets the lake holds: the exact name, else
+  the unique case-insensitive match (``btc`` → ``BTC``); ``interval`` must match
+  exactly, because ``1m`` and ``1M`` are different intervals;
+- ``start`` (inclusive) and ``end`` (exclusive) are ISO-8601 strings with an
+  offset, timezone-aware datetimes or epoch milliseconds; naive times are refused;
+- the partitions are chosen before polars sees them: only the ``part-*.parquet`` of
+  the series' folder whose UTC date meets [start, end) are scanned, and the ``t``
+  filter is in the plan (row groups skipped by their statistics). ``date`` is the
+  UTC date of ``t`` (of ``time`` for funding), which is what the partition holds.
+
+``features`` attaches funding without lookahead: each bar gets the funding of the
+latest ``funding_hour`` at or before its open time ``t`` (``join_asof`` backward),
+the same rule as the ``candles_with_funding`` view of ``hyperlake.lake.catalog``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from hyperlake.errors import UserError
+from hyperlake.lake.catalog import HOURS_PER_YEAR
+from hyperlake.lake.paths import decode_value, encode_interval, encode_market, lake_root
+
+Instant = str | dt.datetime | int
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+TS = pl.Datetime("ms", "UTC")
+PART_PATTERN = "part-*.parquet"
+MAX_LISTED = 30
+
+CANDLE_SCHEMA = pl.Schema({
+    "market": pl.String(), "interval": pl.String(), "t": TS, "t_close": TS,
+    "o": pl.Float64(), "h": pl.Float64(), "l": pl.Float64(), "c": pl.Float64(), "v": pl.Float64(),
+    "q": pl.Float64(), "n": pl.Int64(), "x": pl.Boolean(), "source": pl.String(),
+    "fetched_at": TS, "date": pl.Date(),
+})
+FUNDING_SCHEMA = pl.Schema({
+    "market": pl.String(), "time": TS, "funding_hour": TS, "fundingRate": pl.Float64(),
+    "premium": pl.Float64(), "source": pl.String(), "fetched_at": TS, "date": pl.Date(),
+})
+FEATURE_SCHEMA = pl.Schema({
+    "t": TS, "o": pl.Float64(), "h": pl.Float64(), "l": pl.Float64(), "c": pl.Float64(),
+    "v": pl.Float64(), "log_return": pl.Float64(), "funding_rate": pl.Float64(),
+    "funding_apr": pl.Float64(), "premium": pl.Float64(),
+})
+
+
+# --- times ------------------------------------------------------------------------------
+
+def to_epoch_ms(value: Instant, field: str) -> int:
+    """ISO-8601 with an offset, an aware datetime or epoch ms → epoch ms (UTC)."""
+    if isinstance(value, bool):
+        raise UserError(f"{field}: {value!r} is not a time")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00")
+        try:
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise UserError(f"{field}: {value!r} is not an ISO-8601 time "
+                            "(e.g. 2026-03-30T23:00:00Z)") from None
+    if not isinstance(value, dt.datetime):
+        raise UserError(f"{field}: {type(value).__name__} is not a time; give an ISO-8601 "
+                        "string, an aware datetime or epoch milliseconds")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise UserError(f"{field}: {value.isoformat()} has no timezone; say UTC explicitly")
+    return (value - EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def utc_datetime(ms: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(milliseconds=ms)
+
+
+@dataclass(frozen=True)
+class DateSpan:
+    """UTC dates [first, last], both inclusive; None is unbounded."""
+
+    first: dt.date | None = None
+    last: dt.date | None = None
+
+    def holds(self, day: dt.date) -> bool:
+        return (self.first is None or day >= self.first) and (
+            self.last is None or day <= self.last)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """[start_ms, end_ms) in epoch ms; None is unbounded."""
+
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+    @classmethod
+    def parse(cls, start: Instant | None, end: Instant | None) -> TimeRange:
+        lo = None if start is None else to_epoch_ms(start, "start")
+        hi = None if end is None else to_epoch_ms(end, "end")
+        if lo is not None and hi is not None and lo >= hi:
+            raise UserError(f"end: {utc_datetime(hi).isoformat()} is not after start "
+                            f"{utc_datetime(lo).isoformat()}")
+        return cls(lo, hi)
+
+    @property
+    def dates(self) -> DateSpan:
+        """The UTC dates of the partitions that can hold keys in the range."""
+        return DateSpan(
+            None if self.start_ms is None else utc_datetime(self.start_ms).date(),
+            None if self.end_ms is None else utc_datetime(self.end_ms - 1).date())
+
+    def filter(self, column: str) -> pl.Expr:
+        """``column`` inside the range, as literal comparisons polars pushes down."""
+        condition = pl.lit(True)
+        if self.start_ms is not None:
+            condition &= pl.col(column) >= pl.lit(utc_datetime(self.start_ms), TS)
+        if self.end_ms is not None:
+            condition &= pl.col(column) < pl.lit(utc_datetime(self.end_ms), TS)
+        return condition
+
+
+# --- what the lake holds ----------------------------------------------------------------
+
+def _decoded_values(folder: Path, key: str) -> list[str]:
+    """Decoded ``key=value`` folder names under ``folder`` (none if it is missing)."""
+    if not folder.is_dir():
+        return []
+    prefix = f"{key}="
+    return sorted(decode_value(p.name[len(prefix):]) for p in folder.iterdir()
+                  if p.is_dir() and p.name.startswith(prefix))
+
+
+def markets_in(lake: Path, dataset: str) -> list[str]:
+    return _decoded_values(lake / dataset, "market")
+
+
+def intervals_in(lake: Path, market: str) -> list[str]:
+    return _decoded_values(lake / "candles" / f"market={encode_market(market)}", "interval")
+
+
+def _listing(names: list[str]) -> str:
+    if not names:
+        return "nothing yet"
+    shown = ", ".join(names[:MAX_LISTED])
+    more = len(names) - MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def match_market(market: str, known: list[str]) -> str | None:
+    """The exact name, else the unique case-insensitive match, else None."""
+    if market in known:
+        return market
+    folded = [name for name in known if name.casefold() == market.casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
+def resolve_market(lake: Path, dataset: str, market: str) -> str:
+    """The lake's spelling of ``market`` (see ``match_market``); UserError otherwise."""
+    known = markets_in(lake, dataset)
+    found = match_market(market, known)
+    if found is not None:
+        return found
+    same_letters = [name for name in known if name.casefold() == market.casefold()]
+    if same_letters:
+        raise UserError(f"market: {market!r} matches {', '.join(same_letters)} in "
+                        f"{lake / dataset} but for case; give the exact name")
+    raise UserError(f"market: {market!r} is not in {lake / dataset} "
+                    f"(it has {_listing(known)})")
+
+
+def resolve_interval(lake: Path, market: str, interval: str) -> str:
+    known = intervals_in(lake, market)
+    if interval not in known:
+        raise UserError(f"interval: {interval!r} is not in the lake for {market} "
+                        f"(it has {_listing(known)}; intervals are case-sensitive)")
+    return interval
+
+
+def partition_files(series_folder: Path, dates: DateSpan | None = None) -> list[Path]:
+    """The lake files under a market (or market/interval) folder, in date order, of the
+    partitions whose UTC date is in ``dates`` (all when None)."""
+    found = []
+    for path in series_folder.glob(f"**/date=*/{PART_PATTERN}"):
+        day = dt.date.fromisoformat(path.parent.name.removeprefix("date="))
+        if dates is None or dates.holds(day):
+            found.append((day, path))
+    return [path for _, path in sorted(found)]
+
+
+def partition_dates(series_folder: Path) -> list[dt.date]:
+    return sorted({dt.date.fromisoformat(path.parent.name.removeprefix("date="))
+                   for path in partition_files(series_folder)})
+
+
+def _root(lake: Path | str | None) -> Path:
+    return lake_root(None if lake is None else str(lake))
+
+
+def candle_series_folder(lake: Path, market: str, interval: str) -> Path:
+    return (lake / "candles" / f"market={encode_market(market)}"
+            / f"interval={encode_interval(interval)}")
+
+
+def funding_series_folder(lake: Path, market: str) -> Path:
+    return lake / "funding" / f"market={encode_market(market)}"
+
+
+def candle_files(lake: Path | str | None, market: str, interval: str,
+                 start: Instant | None = None, end: Instant | None = None) -> list[Path]:
+    """The lake files of one series whose UTC date meets [start, end), in date order."""
+    root = _root(lake)
+    name = resolve_market(root, "candles", market)
+    folder = candle_series_folder(root, name, resolve_interval(root, name, interval))
+    return partition_files(folder, TimeRange.parse(start, end).dates)
+
+
+# --- scans ------------------------------------------------------------------------------
+
+def _scan_files(files: list[Path]) -> pl.LazyFrame:
+    """The chosen lake files, nothing else (no Hive parsing of the lake's own path)."""
+    return pl.scan_parquet(files, hive_partitioning=False)
+
+
+def _empty(schema: pl.Schema) -> pl.LazyFrame:
+    return pl.LazyFrame(schema=schema)
+
+
+def scan_candles(lake: Path | str | None, market: str, interval: str,
+                 start: Instant | None = None, end: Instant | None = None) -> pl.LazyFrame:
+    """Lazy candles of one market and interval, columns as the ``candles`` view,
+    [start, end) on ``t``: only the partitions of those dates are scanned."""
+    root = _root(lake)
+    name = resolve_market(root, "candles", market)
+    name_interval = resolve_interval(root, name, interval)
+    span = TimeRange.parse(start, end)
+    files = partition_files(candle_series_folder(root, name, name_interval), span.dates)
+    if not files:
+        return _empty(CANDLE_SCHEMA)
+    frame = (_scan_files(files).filter(span.filter("t"))
+             .with_columns(market=pl.lit(name, pl.String),
+                           interval=pl.lit(name_interval, pl.String),
+                           date=pl.col("t").dt.date()))
+    return frame.select(CANDLE_SCHEMA.names())
+
+
+def _funding_scan(root: Path, market: str, dates: DateSpan, rows: pl.Expr) -> pl.LazyFrame:
+    """Funding of ``market`` in the partitions of ``dates``, rows filtered by ``rows``."""
+    files = partition_files(funding_series_folder(root, market), dates)
+    if not files:
+        return _empty(FUNDING_SCHEMA)
+    frame = (_scan_files(files).filter(rows)
+             .with_columns(market=pl.lit(market, pl.String), date=pl.col("time").dt.date()))
+    return frame.select(FUNDING_SCHEMA.names())
+
+
+def scan_funding(lake: Path | str | None, market: str, start: Instant | None = None,
+                 end: Instant | None = None) -> pl.LazyFrame:
+    """Lazy funding of one market, columns as the ``funding`` view, [start, end) on
+    ``time``."""
+    root = _root(lake)
+    name = resolve_market(root, "funding", market)
+    span = TimeRange.parse(start, end)
+    return _funding_scan(root, name, span.dates, span.filter("time"))
+
+
+def load_candles(lake: Path | str | None, market: str, interval: str,
+                 start: Instant | None = None, end: Instant | None = None, *,
+                 as_arrow: bool = False) -> pl.DataFrame | pa.Table:
+    """``scan_candles(...)`` collected, sorted by ``t``: a polars DataFrame, or with
+    ``as_arrow`` a pyarrow Table (plain ``string`` columns, as in the lake files)."""
+    frame = scan_candles(lake, market, interval, start, end).sort("t").collect()
+    return _plain_arrow(frame) if as_arrow else frame
+
+
+def _plain_arrow(frame: pl.DataFrame) -> pa.Table:
+    table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+    schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type)
+                        else f for f in table.schema])
+    return table.cast(schema)
+
+
+# --- features ---------------------------------------------------------------------------
+
+def funding_as_of(root: Path, market: str, span: TimeRange) -> pl.LazyFrame:
+    """The funding rows that can be in force for a bar in ``span``: every hour before
+    its end, back to the last partition before its start (which holds the hour in force
+    at the start), so a one-day request reads a couple of funding files, not all."""
+    dates = partition_dates(funding_series_folder(root, market))
+    first = span.dates.first
+    earlier = [day for day in dates if first is not None and day < first]
+    lookback = DateSpan(earlier[-1] if earlier else first, span.dates.last)
+    return _funding_scan(root, market, lookback, TimeRange(None, span.end_ms)
+                         .filter("funding_hour"))
+
+
+def hourly_funding(funding: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per ``funding_hour``, sorted: the earliest ``time`` of the hour stands
+    for it (a row published later in the hour must not reach earlier bars)."""
+    return (funding.sort("funding_hour", "time")
+            .unique(subset="funding_hour", keep="first", maintain_order=True)
+            .select("funding_hour", pl.col("fundingRate").alias("funding_rate"), "premium"))
+
+
+def attach_funding(bars: pl.LazyFrame, funding: pl.LazyFrame) -> pl.LazyFrame:
+    """Each bar (sorted by ``t``) gets the latest funding hour at or before ``t``."""
+    joined = bars.join_asof(hourly_funding(funding), left_on="t", right_on="funding_hour",
+                            strategy="backward", check_sortedness=False)
+    return joined.with_columns(funding_apr=pl.col("funding_rate") * HOURS_PER_YEAR)
+
+
+def with_log_return(bars: pl.LazyFrame) -> pl.LazyFrame:
+    """Sorted by ``t``, plus ln(c_t / c_{t-1}) (null for the first bar)."""
+    return bars.sort("t").with_columns(
+        log_return=(pl.col("c") / pl.col("c").shift(1)).log())
+
+
+def features(lake: Path | str | None, market: str, interval: str,
+             start: Instant | None = None, end: Instant | None = None, *,
+             closed_only: bool = True) -> pl.DataFrame:
+    """A frame ready for ML, sorted by ``t``: t, o, h, l, c, v, log_return
+    (ln(c_t / c_{t-1}), null for the first bar), funding_rate, funding_apr (rate * 24
+    * 365), premium. Funding as of each bar's open, never later (see the module
+    docstring); null where the market has no funding that early. ``closed_only``
+    drops bars that were still open when fetched (their close is not final)."""
+    root = _root(lake)
+    name = resolve_market(root, "candles", market)
+    span = TimeRange.parse(start, end)
+    bars = scan_candles(root, name, interval, start, end)
+    if closed_only:
+        bars = bars.filter(pl.col("x"))
+    bars = with_log_return(bars.select("t", "o", "h", "l", "c", "v"))
+    joined = attach_funding(bars, funding_as_of(root, name, span))
+    return joined.select(FEATURE_SCHEMA.names()).collect()

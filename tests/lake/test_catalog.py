@@ -1,0 +1,303 @@
+"""The DuckDB catalog: views over the lake equal what was written, odd names decode,
+empty datasets still have their columns, nothing is written, one-day queries prune
+to one file, and ``candles_with_funding`` never looks ahead."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hyperlake.errors import UserError
+from hyperlake.lake.catalog import connect
+from hyperlake.lake.paths import LakePaths
+from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
+from tests.lake.test_catalog_support import (
+    T0,
+    Bars,
+    Funding,
+    comparable,
+    expected,
+    files_read,
+    hourly_funding,
+    make_bars,
+    odd_names_lake,
+    write_bars,
+    write_funding,
+)
+
+CANDLE_ORDER = ("market", "interval", "t")
+FUNDING_ORDER = ("market", "time")
+CANDLE_COLUMNS = ["market", "interval", "t", "t_close", "o", "h", "l", "c", "v", "q", "n",
+                  "x", "source", "fetched_at", "date"]
+FUNDING_COLUMNS = ["market", "time", "funding_hour", "fundingRate", "premium", "source",
+                   "fetched_at", "date"]
+
+
+@pytest.fixture(scope="module")
+def odd_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Bars],
+                                                                 list[Funding]]:
+    root = tmp_path_factory.mktemp("odd")
+    bars, funding = odd_names_lake(root)
+    return root, bars, funding
+
+
+def query(con: Any, sql: str) -> pa.Table:
+    table: pa.Table = con.sql(sql).to_arrow_table()
+    return table
+
+
+# -- round trips -------------------------------------------------------------------------
+
+def test_candles_view_equals_what_was_written(odd_lake: tuple[Path, list[Bars],
+                                                              list[Funding]]) -> None:
+    root, bars, _ = odd_lake
+    table = query(connect(root), "SELECT * FROM candles")
+    assert table.column_names == CANDLE_COLUMNS
+    want = expected([row for one in bars for row in one.rows()], CANDLE_ORDER)
+    assert comparable(table, CANDLE_ORDER) == want
+
+
+def test_funding_view_equals_what_was_written(odd_lake: tuple[Path, list[Bars],
+                                                              list[Funding]]) -> None:
+    root, _, funding = odd_lake
+    table = query(connect(root), "SELECT * FROM funding")
+    assert table.column_names == FUNDING_COLUMNS
+    want = expected([row for series in funding for row in series.rows()], FUNDING_ORDER)
+    assert comparable(table, FUNDING_ORDER) == want
+
+
+def test_view_types(odd_lake: tuple[Path, list[Bars], list[Funding]]) -> None:
+    con = connect(odd_lake[0])
+    described = query(con, "DESCRIBE candles_with_funding").to_pylist()
+    types = {row["column_name"]: row["column_type"] for row in described}
+    assert types["t"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["date"] == "DATE" and types["interval"] == "VARCHAR"
+    assert types["n"] == "BIGINT" and types["x"] == "BOOLEAN" and types["q"] == "DOUBLE"
+    assert list(types)[-4:] == ["funding_hour", "funding_rate", "funding_apr", "premium"]
+
+
+def test_odd_names_decode_in_every_engine(odd_lake: tuple[Path, list[Bars],
+                                                          list[Funding]]) -> None:
+    """DuckDB (the view), polars and pyarrow with nothing but Hive partitioning."""
+    root, bars, _ = odd_lake
+    want = sorted({(one.market, one.interval) for one in bars})
+    assert ("kPEPE", "1m") in want and ("kPEPE", "1M") in want
+    duck = query(connect(root), "SELECT DISTINCT market, interval FROM candles")
+    assert sorted(map(tuple, (r.values() for r in duck.to_pylist()))) == want
+    frame = pl.scan_parquet(root / "candles", hive_partitioning=True).select(
+        "market", "interval").unique().collect()
+    assert sorted(frame.iter_rows()) == want
+    table = ds.dataset(root / "candles", partitioning="hive").to_table(
+        columns=["market", "interval"])
+    assert sorted(set(zip(*table.to_pydict().values(), strict=True))) == want
+
+
+def test_polars_and_pyarrow_read_the_same_values(odd_lake: tuple[Path, list[Bars],
+                                                                 list[Funding]]) -> None:
+    root, bars, _ = odd_lake
+    want = expected([row for one in bars for row in one.rows()], CANDLE_ORDER)
+    frame = pl.scan_parquet(root / "candles", hive_partitioning=True).collect()
+    assert comparable(frame.to_arrow().select(CANDLE_COLUMNS), CANDLE_ORDER) == want
+    table = ds.dataset(root / "candles", partitioning="hive").to_table()
+    got = comparable(table.select(CANDLE_COLUMNS), CANDLE_ORDER)
+    assert [{**r, "date": str(r["date"])} for r in got] == want
+
+
+def test_case_distinct_intervals_stay_apart(odd_lake: tuple[Path, list[Bars],
+                                                            list[Funding]]) -> None:
+    con = connect(odd_lake[0])
+    counts = query(con, "SELECT interval, count(*) AS n FROM candles WHERE market = 'kPEPE' "
+                        "GROUP BY interval ORDER BY interval").to_pylist()
+    assert counts == [{"interval": "1M", "n": 3}, {"interval": "1m", "n": 180}]
+
+
+# -- empty and growing lakes -------------------------------------------------------------
+
+def test_missing_lake_gives_empty_views_with_columns(tmp_path: Path) -> None:
+    con = connect(tmp_path / "nothing-here")
+    for view, columns in (("candles", CANDLE_COLUMNS), ("funding", FUNDING_COLUMNS)):
+        table = query(con, f"SELECT * FROM {view}")
+        assert table.num_rows == 0 and table.column_names == columns
+    joined = query(con, "SELECT * FROM candles_with_funding")
+    assert joined.num_rows == 0
+    assert joined.column_names[-4:] == ["funding_hour", "funding_rate", "funding_apr",
+                                        "premium"]
+    assert not (tmp_path / "nothing-here").exists()
+
+
+def test_candles_without_funding_join_to_nulls(tmp_path: Path) -> None:
+    write_bars(tmp_path, make_bars("BTC", "1h", [T0 + i * HOUR_MS for i in range(3)]))
+    (tmp_path / "funding").mkdir()
+    rows = query(connect(tmp_path), "SELECT t, funding_rate, funding_hour FROM "
+                                    "candles_with_funding ORDER BY t").to_pylist()
+    assert len(rows) == 3 and all(r["funding_rate"] is None for r in rows)
+
+
+def test_views_see_partitions_added_after_connect(tmp_path: Path) -> None:
+    write_bars(tmp_path, make_bars("BTC", "1h", [T0]))
+    con = connect(tmp_path)
+    write_bars(tmp_path, make_bars("BTC", "1h", [T0 + DAY_MS]))
+    assert query(con, "SELECT count(*) AS n FROM candles").to_pylist() == [{"n": 2}]
+
+
+def test_leftover_temporaries_are_ignored(tmp_path: Path) -> None:
+    write_bars(tmp_path, make_bars("BTC", "1h", [T0, T0 + HOUR_MS]))
+    folder = LakePaths(tmp_path).partition("candles", "BTC", "1h", "2025-01-01")
+    (folder / ".tmp-0123abcd-part-0.parquet").write_bytes(b"half a file")
+    assert query(connect(tmp_path), "SELECT count(*) AS n FROM candles").to_pylist() == [
+        {"n": 2}]
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_queries_write_nothing(odd_lake: tuple[Path, list[Bars], list[Funding]],
+                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = odd_lake[0]
+    before = _snapshot(root)
+    monkeypatch.chdir(tmp_path)
+    con = connect(root)
+    query(con, "SELECT market, avg(funding_apr) FROM candles_with_funding GROUP BY ALL "
+               "ORDER BY ALL")
+    con.close()
+    assert _snapshot(root) == before
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_threads_are_set_and_checked(odd_lake: tuple[Path, list[Bars], list[Funding]]) -> None:
+    con = connect(odd_lake[0], threads=2)
+    assert query(con, "SELECT current_setting('threads') AS n").to_pylist() == [{"n": 2}]
+    with pytest.raises(UserError, match="threads"):
+        connect(odd_lake[0], threads=0)
+
+
+def test_session_time_zone_is_utc(odd_lake: tuple[Path, list[Bars], list[Funding]]) -> None:
+    """A literal without an offset compares as UTC, whatever the machine's zone."""
+    con = connect(odd_lake[0])
+    got = query(con, "SELECT count(*) AS n FROM candles WHERE market = 'BTC' "
+                     "AND t >= '2025-01-02 00:00:00'").to_pylist()
+    assert got == [{"n": 90}]
+
+
+# -- pruning -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def year_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """365 days of 1h candles of BTC and ETH, and hourly funding: 365 files per series."""
+    root = tmp_path_factory.mktemp("year")
+    opens = [T0 + i * HOUR_MS for i in range(365 * 24)]
+    for seed, market in enumerate(("BTC", "ETH")):
+        write_bars(root, make_bars(market, "1h", opens, seed=seed))
+        write_funding(root, hourly_funding(market, T0, 365 * 24, seed=seed))
+    return root
+
+
+def explain_analyze(con: Any, sql: str) -> str:
+    rows = query(con, f"EXPLAIN ANALYZE {sql}").to_pylist()
+    return "\n".join(str(v) for row in rows for v in row.values())
+
+
+def test_one_day_query_reads_one_file_of_a_year(year_lake: Path) -> None:
+    con = connect(year_lake)
+    assert len(list((year_lake / "candles").rglob("*.parquet"))) == 730
+    text = explain_analyze(con, "SELECT avg(c) FROM candles WHERE market = 'BTC' "
+                                "AND interval = '1h' AND date = DATE '2025-06-01'")
+    assert files_read(text) == [1]
+    text = explain_analyze(con, "SELECT count(*) FROM funding WHERE market = 'ETH' "
+                                "AND date BETWEEN DATE '2025-06-01' AND DATE '2025-06-02'")
+    assert files_read(text) == [2]
+
+
+def test_one_day_of_candles_with_funding_prunes_the_candles(year_lake: Path) -> None:
+    """The candle side is pruned to the day; funding to the market (it must look back)."""
+    con = connect(year_lake)
+    sql = ("SELECT t, funding_hour FROM candles_with_funding WHERE market = 'BTC' AND "
+           "interval = '1h' AND date = DATE '2025-06-01'")
+    reads = sorted(files_read(explain_analyze(con, sql)))
+    assert reads == [1, 365]
+    rows = query(con, sql + " ORDER BY t").to_pylist()
+    assert len(rows) == 24 and all(r["t"] == r["funding_hour"] for r in rows)
+
+
+# -- no lookahead ------------------------------------------------------------------------
+
+def reference_funding(t: int, funding: Funding) -> tuple[int, float] | None:
+    """Brute force: the latest funding hour at or before t; the earliest time within it."""
+    rows = [(h, time, rate) for h, time, rate in zip(funding.hours, funding.time,
+                                                     funding.rate, strict=True) if h <= t]
+    if not rows:
+        return None
+    hour = max(h for h, _, _ in rows)
+    _, rate = min((time, rate) for h, time, rate in rows if h == hour)
+    return hour, rate
+
+
+bar_minutes = st.lists(st.integers(0, 3 * 24 * 60 - 1), min_size=1, max_size=40, unique=True)
+funding_times = st.lists(st.integers(0, 3 * DAY_MS - 1), min_size=0, max_size=40, unique=True)
+rates = st.floats(-0.01, 0.01, allow_nan=False)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(minutes=bar_minutes, times=funding_times, data=st.data())
+def test_candles_with_funding_never_looks_ahead(minutes: list[int], times: list[int],
+                                                data: st.DataObject) -> None:
+    funding = Funding("BTC", [T0 + t for t in times],
+                      data.draw(st.lists(rates, min_size=len(times), max_size=len(times))),
+                      [0.0] * len(times))
+    decoy = Funding("ETH", [T0 + i * HOUR_MS for i in range(72)], [9.0] * 72, [9.0] * 72)
+    bars = make_bars("BTC", "1m", sorted(T0 + m * MINUTE_MS for m in minutes))
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        write_bars(root, bars)
+        write_funding(root, decoy)
+        if times:
+            write_funding(root, funding)
+        rows = query(connect(root), "SELECT t, funding_hour, funding_rate, funding_apr "
+                                    "FROM candles_with_funding ORDER BY t").to_pylist()
+    assert len(rows) == len(minutes)
+    for row in rows:
+        t = round(row["t"].timestamp() * 1000)
+        want = reference_funding(t, funding)
+        if want is None:
+            assert row["funding_hour"] is None and row["funding_rate"] is None
+            continue
+        hour = round(row["funding_hour"].timestamp() * 1000)
+        assert hour <= t
+        assert (hour, row["funding_rate"]) == want
+        assert row["funding_apr"] == pytest.approx(want[1] * 24 * 365)
+
+
+def test_funding_exactly_at_the_bar_open_is_attached(tmp_path: Path) -> None:
+    write_bars(tmp_path, make_bars("BTC", "1h", [T0 + HOUR_MS, T0 + 2 * HOUR_MS - 1]))
+    write_funding(tmp_path, Funding("BTC", [T0 + HOUR_MS, T0 + 2 * HOUR_MS + 5],
+                                    [0.001, 0.002], [0.0, 0.0]))
+    rows = query(connect(tmp_path), "SELECT funding_rate FROM candles_with_funding "
+                                    "ORDER BY t").to_pylist()
+    assert [r["funding_rate"] for r in rows] == [0.001, 0.001]
+
+
+def test_connect_without_a_lake_reads_the_environment(
+        odd_lake: tuple[Path, list[Bars], list[Funding]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """connect() reads $HYPERLAKE_LAKE, like the CLI."""
+    monkeypatch.setenv("HYPERLAKE_LAKE", str(odd_lake[0]))
+    assert query(connect(), "SELECT count(*) AS n FROM funding").to_pylist() == [{"n": 78}]
+
+
+def test_two_events_in_one_hour_the_earlier_stands(tmp_path: Path) -> None:
+    """As the emulator serves around 2023-07-17T21:00 (and off-hour rows in 2023)."""
+    write_bars(tmp_path, make_bars("BTC", "1m", [T0 + HOUR_MS, T0 + HOUR_MS + 50 * MINUTE_MS]))
+    write_funding(tmp_path, Funding("BTC", [T0 + HOUR_MS + 65, T0 + HOUR_MS + 30 * MINUTE_MS],
+                                    [0.001, 0.002], [0.1, 0.2]))
+    rows = query(connect(tmp_path), "SELECT funding_rate, premium FROM candles_with_funding "
+                                    "ORDER BY t").to_pylist()
+    assert rows == [{"funding_rate": 0.001, "premium": 0.1}] * 2

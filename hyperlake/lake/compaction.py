@@ -133,6 +133,14 @@ def _check(merged: pa.Table, spec: DatasetSpec, expected_keys: int) -> None:
 def merge_partition(folder: Path, incoming: list[pa.Table], spec: DatasetSpec,
                     precedence: tuple[str, ...]) -> tuple[bool, int]:
     """Merge ``incoming`` rows into ``folder/part-0.parquet``. Returns (written, rows)."""
+    try:
+        return _merge_partition(folder, incoming, spec, precedence)
+    except _Unchanged:
+        return False, pq.read_metadata(folder / LAKE_FILE).num_rows
+
+
+def _merge_partition(folder: Path, incoming: list[pa.Table], spec: DatasetSpec,
+                     precedence: tuple[str, ...]) -> tuple[bool, int]:
     final = folder / LAKE_FILE
     current = _conform(pq.read_table(final), spec.lake_schema) if final.exists() else None
     tables = [t for t in ([current] if current is not None else []) + incoming if t.num_rows]
@@ -150,7 +158,18 @@ def merge_partition(folder: Path, incoming: list[pa.Table], spec: DatasetSpec,
         if written.num_rows != merged.num_rows:
             raise CompactionError(f"staging file of {folder} holds {written.num_rows} rows, "
                                   f"expected {merged.num_rows}")
+        if current is not None and _same_bytes(tmp, final):
+            # Table.equals says NaN != NaN: the bytes are the honest test.
+            raise _Unchanged
     return True, merged.num_rows
+
+
+class _Unchanged(Exception):
+    """The staged file is byte-identical to the live one: leave the live one alone."""
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
 
 
 def record_coverage(series: Series, spans: Iterable[Span]) -> None:

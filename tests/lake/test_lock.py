@@ -1,0 +1,74 @@
+"""The lake's writer lock: one holder at a time, across processes, released by the
+kernel however the holder dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hyperlake.lake.lock import LakeBusy, LakeLock
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from hyperlake.lake.lock import LakeLock
+LakeLock(Path(sys.argv[1])).acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def lock_file(tmp_path: Path) -> Path:
+    return tmp_path / "lake" / "_state" / "writer.lock"
+
+
+@pytest.fixture
+def holder(lock_file: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the lock."""
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_file)],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "held"
+    yield process
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=10)
+    process.stdout.close()
+
+
+def test_a_second_process_is_refused_with_exit_code_3(lock_file: Path,
+                                                      holder: subprocess.Popen[str]) -> None:
+    with pytest.raises(LakeBusy) as busy:
+        LakeLock(lock_file).acquire()
+
+    assert busy.value.exit_code == 3
+    assert f"pid {holder.pid}" in str(busy.value)
+    assert str(lock_file.parent.parent) in str(busy.value)
+
+
+def test_the_lock_is_free_once_the_holder_is_killed(lock_file: Path,
+                                                    holder: subprocess.Popen[str]) -> None:
+    with pytest.raises(LakeBusy):
+        LakeLock(lock_file).acquire()
+
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(timeout=10)
+
+    with LakeLock(lock_file):
+        assert f"pid {os.getpid()}" in lock_file.read_text()
+
+
+def test_release_lets_the_next_writer_in(lock_file: Path) -> None:
+    with LakeLock(lock_file), pytest.raises(LakeBusy):
+        LakeLock(lock_file).acquire()  # another open file: refused even in-process
+    second = LakeLock(lock_file)
+    second.acquire()
+    second.release()
+    second.release()  # idempotent

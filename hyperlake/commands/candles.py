@@ -58,11 +58,9 @@ def register(sub: Any) -> None:
     p.add_argument("--lake", help="lake root (default $HYPERLAKE_LAKE or ./data)")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes for dwellir (default: 1 per 8000 req/s of --rate)")
-    rate = p.add_mutually_exclusive_group()
-    rate.add_argument("--rate", type=float, help="dwellir requests per second, all workers")
-    rate.add_argument("--plan", choices=sorted(DWELLIR_PLANS),
-                      help="dwellir plan ceiling: free 20, developer 100, growth 500, "
-                      "scale 5000 req/s (default free)")
+    p.add_argument("--rate", type=float, help="dwellir requests per second, all workers")
+    p.add_argument("--plan", help="dwellir plan ceiling: free 20, developer 100, growth 500, "
+                   f"scale 5000 req/s (default free); one of {', '.join(DWELLIR_PLANS)}")
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
     p.set_defaults(run=run)
 

@@ -29,6 +29,7 @@ import orjson
 
 from hyperlake.errors import HyperlakeError, UserError
 from hyperlake.lake.atomic import write_bytes_atomic
+from hyperlake.net.retry import Backoff, TransientError, parse_retry_after, retry_call
 
 KINDS = ("perp", "hip3", "spot")
 SNAPSHOT_VERSION = 1
@@ -164,7 +165,21 @@ def public_url(base_url: str) -> str:
     return f"{parts.scheme}://{host}"
 
 
+#: Market lists are small and rare: a few quick retries before giving up.
+UNIVERSE_BACKOFF = Backoff(base=0.2, cap=5.0, max_attempts=5)
+
+
 def _post(client: httpx.Client, base_url: str, body: dict[str, str], what: str) -> Any:
+    """One /info request; 429/5xx are retried with backoff (they are transient)."""
+    try:
+        return retry_call(lambda: _post_once(client, base_url, body, what), UNIVERSE_BACKOFF)
+    except TransientError as exc:
+        raise HyperlakeError(f"unexpected {what} answer from {public_url(base_url)}: "
+                             f"{exc.reason} (after {UNIVERSE_BACKOFF.max_attempts} "
+                             "attempts)") from None
+
+
+def _post_once(client: httpx.Client, base_url: str, body: dict[str, str], what: str) -> Any:
     source = public_url(base_url)
     try:
         response = client.post(base_url.rstrip("/") + "/info", json=body)
@@ -172,6 +187,9 @@ def _post(client: httpx.Client, base_url: str, body: dict[str, str], what: str) 
         raise ExchangeUnreachable(
             f"the exchange at {source} could not be reached ({type(exc).__name__}: {exc})"
         ) from exc
+    if response.status_code in (408, 429) or response.status_code >= 500:
+        raise TransientError(f"HTTP {response.status_code}",
+                             retry_after=parse_retry_after(response.headers.get("retry-after")))
     if response.status_code != 200:
         raise HyperlakeError(f"unexpected {what} answer from {source}: "
                              f"HTTP {response.status_code}")

@@ -237,6 +237,7 @@ class ShardRun:
             headers: list[bytes] = []
             first = self.segments[0].open_ms(0) if self.segments else 0
             pool.submit(self.url_prefix + iso_second(first), None, None, headers.append)
+            self.counters.requests += 1
             while pool.active:
                 pool.poll(0.05)
             for line in headers:

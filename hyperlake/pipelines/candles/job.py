@@ -112,11 +112,11 @@ def validate(source: str, interval: str, start_ms: int, end_ms: int, now_ms: int
             raise UserError(f"{name} {format_instant(value)} is not aligned to {interval}: use "
                             f"{format_instant(earlier)} or "
                             f"{format_instant(next_bucket(earlier, interval))}")
+    if source == "dwellir":
+        _validate_dwellir(interval, start_ms, end_ms, now_ms)
     if end_ms > now_ms:
         raise UserError(f"--end {format_instant(end_ms)} is in the future (now is "
                         f"{format_instant(now_ms)})")
-    if source == "dwellir":
-        _validate_dwellir(interval, start_ms, end_ms, now_ms)
     if source == "hyperliquid":
         earliest = shift_buckets(bucket_start(now_ms, interval), interval, -(NATIVE_HORIZON - 1))
         if start_ms < earliest:
@@ -134,7 +134,9 @@ def _validate_dwellir(interval: str, start_ms: int, end_ms: int, now_ms: int) ->
     open_bucket = bucket_start(now_ms, interval)
     if end_ms > open_bucket:
         raise UserError(f"--end {format_instant(end_ms)} reaches the open {interval} bucket "
-                        f"({format_instant(open_bucket)}); the last closed bucket ends there")
+                        f"(it opened at {format_instant(open_bucket)}; now is "
+                        f"{format_instant(now_ms)}): end at {format_instant(open_bucket)} "
+                        "or earlier")
 
 
 def resolve_rate(rate: float | None, plan: str | None) -> float:

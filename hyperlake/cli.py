@@ -1,4 +1,11 @@
-"""The ``hyperlake`` command: one entry point, one module per subcommand."""
+"""The ``hyperlake`` command: one entry point, one module per subcommand.
+
+Importing this module must stay cheap: every ``--help`` pays for it, and so does every
+worker process the Dwellir extractor spawns (they re-import the console script). A
+command module declares its arguments in ``register`` from light constants only and
+imports polars, duckdb, pyarrow, httpx, the pipelines and the emulator server inside
+the functions that run it (``tests/commands/test_cli_startup.py`` checks).
+"""
 
 from __future__ import annotations
 

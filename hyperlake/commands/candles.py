@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from hyperlake.schemas.sources import DWELLIR_PLANS, SOURCES
 
-from hyperlake.lake.paths import LakePaths, lake_root
-from hyperlake.net.progress import Counters, Progress, summary_line
-from hyperlake.net.redact import Redactor
-from hyperlake.pipelines.candles.job import (
-    DWELLIR_PLANS,
-    CandleJob,
-    JobSummary,
-    resolve_rate,
-    run_job,
-    validate,
-)
-from hyperlake.pipelines.settings import SourceSettings
-from hyperlake.pipelines.universe import load_universe
-from hyperlake.schemas.candles import SOURCES
-from hyperlake.schemas.times import parse_instant
+if TYPE_CHECKING:
+    from hyperlake.net.progress import Counters, Progress
+    from hyperlake.pipelines.candles.job import CandleJob, JobSummary
+    from hyperlake.pipelines.settings import SourceSettings
 
 EXIT_GAPS = 4
 EPILOG = """\
@@ -66,6 +55,13 @@ def register(sub: Any) -> None:
 
 
 def build_job(args: argparse.Namespace, settings: SourceSettings) -> CandleJob:
+    import httpx
+
+    from hyperlake.lake.paths import LakePaths, lake_root
+    from hyperlake.pipelines.candles.job import CandleJob, resolve_rate, validate
+    from hyperlake.pipelines.universe import load_universe
+    from hyperlake.schemas.times import parse_instant
+
     start = parse_instant(args.start, "--start")
     end = parse_instant(args.end, "--end")
     validate(args.source, args.interval, start, end, settings.now_ms())
@@ -87,6 +83,11 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> CandleJob:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hyperlake.net.progress import Progress
+    from hyperlake.net.redact import Redactor
+    from hyperlake.pipelines.candles.job import run_job
+    from hyperlake.pipelines.settings import SourceSettings
+
     settings = SourceSettings.from_env()
     redactor = Redactor(settings.secrets())
     job = build_job(args, settings)
@@ -110,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(summary: JobSummary, as_json: bool) -> None:
+    from hyperlake.net.progress import summary_line
+
     if as_json:
         print(summary_line(**summary.as_dict()))
         return

@@ -5,10 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hyperlake.lake.paths import lake_root
-from hyperlake.net.progress import summary_line
-from hyperlake.pipelines.compact import CompactJob, run_compact, validate_precedence
-
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -31,6 +27,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hyperlake.lake.paths import lake_root
+    from hyperlake.net.progress import summary_line
+    from hyperlake.pipelines.compact import CompactJob, run_compact, validate_precedence
+
     datasets = (args.dataset,) if args.dataset else ("candles", "funding")
     job = CompactJob(lake_root(args.lake), datasets, validate_precedence(args.prefer))
     stats, seconds = run_compact(job)

@@ -10,17 +10,11 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hyperlake.emulator.config import EmulatorConfig
-from hyperlake.emulator.server import Emulator, frozen_config
-from hyperlake.lake.paths import lake_root
-from hyperlake.pipelines.candles.job import CandleJob, run_job
-from hyperlake.pipelines.compact import CompactJob, run_compact
-from hyperlake.pipelines.funding import FundingJob, run_funding
-from hyperlake.pipelines.settings import SourceSettings
-from hyperlake.schemas.intervals import DAY_MS, HOUR_MS
-from hyperlake.schemas.times import format_instant, parse_instant
+if TYPE_CHECKING:
+    from hyperlake.emulator.config import EmulatorConfig
+    from hyperlake.pipelines.settings import SourceSettings
 
 DEFAULT_CLOCK = "2026-03-31T00:00:00Z"
 HYDROMANCER_KEY = "hm-demo"
@@ -44,6 +38,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hyperlake.emulator.server import frozen_config
+    from hyperlake.lake.paths import lake_root
+    from hyperlake.schemas.times import parse_instant
+
     now = parse_instant(args.clock, "--clock")
     config = frozen_config(now, seed=args.seed, hydromancer_keys=(HYDROMANCER_KEY,),
                            dwellir_keys={DWELLIR_KEY: "scale"})
@@ -54,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _demo(config: EmulatorConfig, lake: Path, now: int) -> int:
+    from hyperlake.emulator.server import Emulator
+    from hyperlake.pipelines.compact import CompactJob, run_compact
+    from hyperlake.pipelines.settings import SourceSettings
+    from hyperlake.schemas.times import format_instant
+
     with Emulator(config) as emu:
         print(f"emulator: {emu.urls.hyperliquid} (seed {config.seed}, clock frozen at "
               f"{format_instant(now)})\nlake: {lake}\n")
@@ -71,6 +74,10 @@ def _demo(config: EmulatorConfig, lake: Path, now: int) -> int:
 
 
 def _extract(settings: SourceSettings, lake: Path, now: int) -> None:
+    from hyperlake.pipelines.candles.job import CandleJob, run_job
+    from hyperlake.pipelines.funding import FundingJob, run_funding
+    from hyperlake.schemas.intervals import DAY_MS, HOUR_MS
+
     day = now - DAY_MS
     jobs = [
         CandleJob("hyperliquid", "BTC", "1h", now - 3 * DAY_MS, now, lake),

@@ -7,9 +7,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
-
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from hyperlake.emulator.config import (
     DWELLIR_PLANS,
@@ -20,9 +18,10 @@ from hyperlake.emulator.config import (
     EmulatorConfig,
     FaultRule,
 )
-from hyperlake.emulator.server import Emulator, EmulatorError
 from hyperlake.errors import HyperlakeError, UserError
-from hyperlake.schemas.times import format_instant, parse_instant
+
+if TYPE_CHECKING:
+    from hyperlake.emulator.server import Emulator
 
 EPILOG = "fault kinds:\n" + "\n".join(
     f"  {kind:16} {text}" for kind, text in {**HTTP_FAULT_KINDS, **WS_FAULT_KINDS}.items()
@@ -66,6 +65,8 @@ def register(sub: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    from hyperlake.schemas.times import parse_instant
+
     start = int(time.time() * 1000) if args.clock == "now" else parse_instant(args.clock,
                                                                               "--clock")
     if args.clock_rate < 0:
@@ -95,6 +96,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hyperlake.emulator.server import Emulator, EmulatorError
+
     config = config_from_args(args)
     emu = Emulator(config, tls=not args.no_tls, host=args.host, port=args.port,
                    tls_port=args.tls_port, cpu=args.cpu)
@@ -114,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _announce(emu: Emulator, config: EmulatorConfig, as_json: bool) -> None:
+    import orjson
+
+    from hyperlake.schemas.times import format_instant
+
     urls = emu.urls
     if as_json:
         print(orjson.dumps(urls.__dict__).decode(), flush=True)

@@ -1,16 +1,9 @@
 """``hyperlake export csv``: one candle series in the vendors' public CSV schema.
 
-Why this shape: ``s,i,t,T,o,h,l,c,v,q,n,x`` is what the vendor guide publishes and
-what downstream tools written against the vendors already read. Times are epoch
-milliseconds; prices and volumes are plain decimals, the shortest text that reads
-back as the same float64 and never an exponent (``0.00001``, ``66000``), as the
-vendors' wire sends them; ``q`` is empty where the source had no quote volume; ``x``
-is ``true``/``false``.
-
-The lake is read one partition (one UTC day) at a time, so memory stays at a day of
-rows whatever the range; partitions come in date order and each is sorted by ``t``,
-so the file is sorted by ``t``. It is written beside the target and renamed over it:
-a failed export leaves no partial file.
+This module declares the arguments and runs the command; the format itself (why
+this shape, how the file is read and written) is ``hyperlake.lake.export_csv``,
+imported only when the command runs, so that ``hyperlake --help`` does not load
+polars.
 """
 
 from __future__ import annotations
@@ -18,18 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import polars as pl
+from typing import Any
 
 from hyperlake.errors import UserError
-from hyperlake.lake.atomic import atomic_path
-from hyperlake.lake.catalog import existing_lake
-from hyperlake.lake.loaders import TimeRange, candle_files, resolve_interval, resolve_market
-from hyperlake.schemas.times import parse_instant
-
-CSV_HEADER = ("s", "i", "t", "T", "o", "h", "l", "c", "v", "q", "n", "x")
-LAKE_COLUMNS = ["t", "t_close", "o", "h", "l", "c", "v", "q", "n", "x"]
 
 
 def register(sub: Any) -> None:
@@ -56,36 +40,6 @@ def register(sub: Any) -> None:
     c.set_defaults(run=run_csv)
 
 
-def vendor_columns(market: str, interval: str) -> list[pl.Expr]:
-    return [
-        pl.lit(market, pl.String).alias("s"),
-        pl.lit(interval, pl.String).alias("i"),
-        pl.col("t").dt.epoch("ms").alias("t"),
-        pl.col("t_close").dt.epoch("ms").alias("T"),
-        *(pl.col(name) for name in ("o", "h", "l", "c", "v", "q", "n", "x")),
-    ]
-
-
-def write_partition(path: Path, span: TimeRange, columns: list[pl.Expr],
-                    sink: BinaryIO) -> int:
-    """Append one partition's rows inside ``span`` to ``sink``, sorted by ``t``."""
-    frame = (pl.read_parquet(path, columns=LAKE_COLUMNS, hive_partitioning=False)
-             .filter(span.filter("t")).sort("t").select(columns))
-    frame.write_csv(sink, include_header=False, float_scientific=False, null_value="")
-    return frame.height
-
-
-def export_csv(files: list[Path], span: TimeRange, columns: list[pl.Expr],
-               output: Path) -> int:
-    """Write the header and every partition's rows to ``output`` atomically."""
-    rows = 0
-    with atomic_path(output) as tmp, open(tmp, "wb") as sink:
-        sink.write((",".join(CSV_HEADER) + "\n").encode())
-        for path in files:
-            rows += write_partition(path, span, columns, sink)
-    return rows
-
-
 def _output_path(text: str) -> Path:
     output = Path(text).expanduser()
     if output.is_dir():
@@ -94,10 +48,16 @@ def _output_path(text: str) -> Path:
 
 
 def _instant(text: str | None, field: str) -> int | None:
+    from hyperlake.schemas.times import parse_instant
+
     return None if text is None else parse_instant(text, field)
 
 
 def run_csv(args: argparse.Namespace) -> int:
+    from hyperlake.lake.catalog import existing_lake
+    from hyperlake.lake.export_csv import export_csv, vendor_columns
+    from hyperlake.lake.loaders import TimeRange, candle_files, resolve_interval, resolve_market
+
     root = existing_lake(args.lake)
     span = TimeRange.parse(_instant(args.start, "--start"), _instant(args.end, "--end"))
     output = _output_path(args.output)

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from hyperlake.errors import UserError
-from hyperlake.lake.paths import LakePaths, lake_root
-from hyperlake.net.progress import Counters, Progress, summary_line
-from hyperlake.pipelines.funding import (
-    ON_500_MODES,
-    FundingJob,
-    FundingSummary,
-    run_funding,
-    validate_funding,
-)
-from hyperlake.pipelines.settings import SourceSettings
-from hyperlake.pipelines.universe import load_universe
-from hyperlake.schemas.times import parse_instant
+from hyperlake.schemas.sources import ON_500_MODES
+
+if TYPE_CHECKING:
+    from hyperlake.net.progress import Counters, Progress
+    from hyperlake.pipelines.funding import FundingJob, FundingSummary
+    from hyperlake.pipelines.settings import SourceSettings
 
 EXIT_GAPS = 4
 EPILOG = """\
@@ -62,6 +54,13 @@ def register(sub: Any) -> None:
 
 
 def build_job(args: argparse.Namespace, settings: SourceSettings) -> FundingJob:
+    import httpx
+
+    from hyperlake.lake.paths import LakePaths, lake_root
+    from hyperlake.pipelines.funding import FundingJob, validate_funding
+    from hyperlake.pipelines.universe import load_universe
+    from hyperlake.schemas.times import parse_instant
+
     start = parse_instant(args.start, "--start")
     end = parse_instant(args.end, "--end")
     validate_funding(start, end, settings.now_ms(), args.hours_per_window, args.on_500)
@@ -87,6 +86,10 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> FundingJob:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hyperlake.net.progress import Progress
+    from hyperlake.pipelines.funding import run_funding
+    from hyperlake.pipelines.settings import SourceSettings
+
     settings = SourceSettings.from_env()
     job = build_job(args, settings)
     bar: Progress | None = None
@@ -108,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(summary: FundingSummary, as_json: bool) -> None:
+    from hyperlake.net.progress import summary_line
+
     data = summary.as_dict()
     if as_json:
         print(summary_line(**data))

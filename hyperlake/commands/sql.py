@@ -10,23 +10,8 @@ half-way prints nothing and leaves no file behind.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import decimal
-import io
 import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, BinaryIO
-
-import duckdb
-import orjson
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
-from hyperlake.errors import UserError
-from hyperlake.lake.atomic import atomic_path
-from hyperlake.lake.catalog import connect, existing_lake
+from typing import Any
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -80,138 +65,10 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-# --- running the query ------------------------------------------------------------------
-
-def one_line(error: Exception) -> str:
-    """DuckDB's message without the ``LINE 1: ... ^^^`` excerpt, on one line."""
-    text = str(error).split("\n\nLINE ")[0]
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
-
-
-def run_query(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
-    if not query.strip():
-        raise UserError("query: empty; give a SQL statement, e.g. \"SELECT * FROM candles "
-                        "LIMIT 5\"")
-    try:
-        relation: duckdb.DuckDBPyRelation | None = con.sql(query)
-        if relation is None:
-            return pa.table({})
-        table: pa.Table = relation.to_arrow_table()
-    except (duckdb.Error, pa.ArrowException) as exc:
-        raise UserError(f"query: {one_line(exc)}") from None
-    return table
-
-
-# --- formats ----------------------------------------------------------------------------
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value).replace("nan", "NaN")
-    if isinstance(value, dt.datetime) and value.utcoffset() == dt.timedelta(0):
-        return value.replace(tzinfo=None).isoformat(sep=" ") + "Z"
-    return str(value)
-
-
-def _is_numeric(kind: pa.DataType) -> bool:
-    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind)
-                or pa.types.is_decimal(kind))
-
-
-def render_table(table: pa.Table) -> str:
-    """Aligned columns (numbers to the right), a rule under the header, a row count."""
-    names = table.column_names
-    columns = [[_cell(v) for v in table.column(i).to_pylist()] for i in range(len(names))]
-    widths = [max([len(name), *map(len, cells)]) for name, cells in zip(names, columns,
-                                                                        strict=True)]
-    right = [_is_numeric(field.type) for field in table.schema]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if r else c.ljust(w)
-                         for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
-
-    lines = [line(list(names)), line(["-" * w for w in widths])]
-    lines += [line([col[i] for col in columns]) for i in range(table.num_rows)]
-    lines.append(f"({table.num_rows} row{'' if table.num_rows == 1 else 's'})")
-    return "\n".join(lines) + "\n"
-
-
-def write_table(table: pa.Table, sink: BinaryIO) -> None:
-    sink.write(render_table(table).encode())
-
-
-def write_csv(table: pa.Table, sink: BinaryIO) -> None:
-    try:
-        pacsv.write_csv(table, sink)
-    except pa.ArrowException as exc:
-        raise UserError(f"--format csv: {exc}; use --format json or parquet "
-                        "for nested values") from None
-
-
-INT64_LIMIT = 2**63
-
-
-def _json_decimal(value: decimal.Decimal) -> object:
-    """sum() of BIGINT is a HUGEINT (an Arrow decimal): integers stay integers, as long
-    as JSON readers take them; other decimals become floats."""
-    if value != value.to_integral_value():
-        return float(value)
-    return int(value) if abs(value) < INT64_LIMIT else str(value)
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, decimal.Decimal):
-        return _json_decimal(value)
-    if isinstance(value, dt.timedelta):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, tuple):  # e.g. an INTERVAL as (months, days, nanoseconds)
-        return list(value)
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-
-
-def write_json_lines(table: pa.Table, sink: BinaryIO) -> None:
-    names = table.column_names
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise UserError(f"--format json: more than one column is named {', '.join(twice)}; "
-                        "give them distinct names with AS")
-    options = orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
-    for batch in table.to_batches():
-        for row in batch.to_pylist():
-            sink.write(orjson.dumps(row, default=_json_default, option=options))
-
-
-def write_parquet(table: pa.Table, sink: BinaryIO) -> None:
-    pq.write_table(table, sink, compression="zstd")
-
-
-WRITERS: dict[str, Callable[[pa.Table, BinaryIO], None]] = {
-    "table": write_table, "csv": write_csv, "json": write_json_lines, "parquet": write_parquet,
-}
-
-
-def write_result(table: pa.Table, fmt: str, output: str | None) -> None:
-    writer = WRITERS[fmt]
-    if output is None:
-        if fmt == "parquet":
-            raise UserError("--output: --format parquet needs a file to write to")
-        buffer = io.BytesIO()
-        writer(table, buffer)
-        sys.stdout.write(buffer.getvalue().decode())
-        return
-    final = Path(output).expanduser()
-    if final.is_dir():
-        raise UserError(f"--output: {final} is a folder; name a file")
-    with atomic_path(final) as tmp, open(tmp, "wb") as sink:
-        writer(table, sink)
-
-
 def run(args: argparse.Namespace) -> int:
+    from hyperlake.lake.catalog import connect, existing_lake
+    from hyperlake.lake.sql_output import run_query, write_result
+
     con = connect(existing_lake(args.lake))
     try:
         table = run_query(con, args.query)

@@ -10,18 +10,10 @@ is duplicated, misplaced or nonsensical. The checks live in
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hyperlake.lake.paths import lake_root
-from hyperlake.lake.verify import (
-    Finding,
-    LakeReport,
-    SeriesReport,
-    bucket_count,
-    extent_dict,
-    verify_lake,
-)
-from hyperlake.net.progress import summary_line
+if TYPE_CHECKING:
+    from hyperlake.lake.verify import Finding, LakeReport, SeriesReport
 
 EXIT_VIOLATIONS = 1
 SHOWN_KEYS = 3  # offending keys per check in the table (--json has more)
@@ -62,6 +54,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hyperlake.lake.paths import lake_root
+    from hyperlake.lake.verify import verify_lake
+    from hyperlake.net.progress import summary_line
+
     datasets = (args.dataset,) if args.dataset else ("candles", "funding")
     report = verify_lake(lake_root(args.lake), datasets, args.market, args.interval)
     print(summary_line(**report.to_dict()) if args.json else render(report))
@@ -83,6 +79,8 @@ def render(report: LakeReport) -> str:
 
 
 def series_lines(s: SeriesReport) -> list[str]:
+    from hyperlake.lake.verify import bucket_count, extent_dict
+
     interval = s.sid.interval
     verdict = "FAIL" if s.violations else "ok"
     lines = [f"{s.sid.describe()}: {verdict} ({_plural(s.violations, 'violation')}, "

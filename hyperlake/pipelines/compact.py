@@ -14,7 +14,7 @@ from hyperlake.lake.checkpoints import Series, SeriesKey
 from hyperlake.lake.compaction import DATASETS, CompactionStats, compact_group
 from hyperlake.lake.lock import LakeLock
 from hyperlake.lake.paths import LakePaths, decode_value
-from hyperlake.schemas.candles import SOURCES
+from hyperlake.schemas.sources import SOURCES
 
 
 @dataclass(frozen=True)

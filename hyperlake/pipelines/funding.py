@@ -42,9 +42,9 @@ from hyperlake.pipelines.settings import SourceSettings
 from hyperlake.schemas.candles import InvalidRecord
 from hyperlake.schemas.funding import FundingRow, funding_table, parse_funding
 from hyperlake.schemas.intervals import HOUR_MS
+from hyperlake.schemas.sources import ON_500_MODES
 from hyperlake.schemas.times import format_instant
 
-ON_500_MODES = ("empty", "split", "skip-coin")
 SOURCE = "hyperliquid"
 PAGE_ROWS = 500
 BASE_WEIGHT = 20

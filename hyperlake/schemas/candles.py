@@ -36,8 +36,6 @@ CANDLE_SCHEMA = pa.schema([
     pa.field("fetched_at", TS, nullable=False),
 ])
 
-SOURCES = ("hyperliquid", "hydromancer", "dwellir")
-
 
 class InvalidRecord(ValueError):
     """A record the source sent does not have the documented shape."""

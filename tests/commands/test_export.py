@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hyperlake.cli import main
-from hyperlake.commands.export import CSV_HEADER
+from hyperlake.lake.export_csv import CSV_HEADER
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
 from tests.lake.test_catalog_support import T0, Bars, make_bars, odd_names_lake, write_bars
 

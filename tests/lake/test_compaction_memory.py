@@ -1,13 +1,18 @@
-"""Compaction memory is bounded by a day of rows: 15 days peak about as high as 3.
+"""Compaction memory is bounded by a day of rows: 25 days peak about as high as 5.
 
-Each compaction runs in a fresh interpreter; its peak RSS is the ``ru_maxrss`` the
-kernel reports for exactly that child (``os.wait4``; ``getrusage(RUSAGE_CHILDREN)``
-would be the maximum over every child this test process ever waited for).
+Each compaction runs in a fresh interpreter started by a small launcher interpreter
+that reports ``getrusage(RUSAGE_CHILDREN).ru_maxrss``. The launcher matters: Linux
+carries a process's ``ru_maxrss`` across ``exec`` from the image it was forked from,
+so a compaction spawned straight from this (large) pytest process would report at
+least pytest's own peak, and 5 and 25 days would look alike whatever they cost.
+Why 5 and not 1-3 days: Arrow's default allocator (mimalloc) keeps freed memory, so
+the peak still creeps up over the first days (~165 MiB at 1 day, ~220 at 3) before
+it levels off (~250 from 5-10 days on, also for a year); 3 vs 15 days measured
+1.13-1.27 here, too close to the bound to be a stable test.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +34,11 @@ from pathlib import Path
 from hyperlake.pipelines.compact import CompactJob, run_compact
 stats, _ = run_compact(CompactJob(Path(sys.argv[1]), datasets=("candles",)))
 print(stats.rows_out, stats.parts_consumed)
+"""
+LAUNCHER = """
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
@@ -64,21 +74,18 @@ def make_checkpoints(lake: Path, days: int) -> int:
 
 def compact_peak_kib(lake: Path) -> tuple[list[int], int]:
     """Compact ``lake`` in a child; (its printed stats, its peak RSS in KiB)."""
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(lake)],
-                             stdout=subprocess.PIPE, text=True)
-    assert child.stdout is not None
-    out = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    assert child.returncode == 0, out
-    return [int(v) for v in out.split()], usage.ru_maxrss
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, sys.executable, "-c", CHILD,
+                           str(lake)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    *stats, peak = done.stdout.split()
+    return [int(v) for v in stats], int(peak)
 
 
-def test_peak_memory_of_15_days_is_about_that_of_3(tmp_path: Path) -> None:
+def test_peak_memory_of_25_days_is_about_that_of_5(tmp_path: Path) -> None:
     peaks = {}
-    for days in (3, 15):
+    for days in (5, 25):
         lake = tmp_path / f"lake-{days}"
         parts = make_checkpoints(lake, days)
         stats, peaks[days] = compact_peak_kib(lake)
         assert stats == [days * 86_400, parts]
-    assert peaks[15] / peaks[3] < 1.3, f"peak RSS KiB: {peaks}"
+    assert peaks[25] / peaks[5] < 1.3, f"peak RSS KiB: {peaks}"

@@ -21,7 +21,6 @@ from hyperlake.lake.paths import LakePaths
 from hyperlake.lake.ranges import RangeSet, Span
 from hyperlake.net.progress import Counters
 from hyperlake.pipelines.settings import SourceSettings
-from hyperlake.schemas.candles import SOURCES
 from hyperlake.schemas.intervals import (
     DWELLIR_INTERVALS,
     HYDROMANCER_INTERVALS,
@@ -31,11 +30,11 @@ from hyperlake.schemas.intervals import (
     next_bucket,
     shift_buckets,
 )
+from hyperlake.schemas.sources import DWELLIR_PLANS, SOURCES
 from hyperlake.schemas.times import format_instant
 
 DWELLIR_FLOOR_MS = 1_753_603_200_000  # 2025-07-27T08:00:00Z
 NATIVE_HORIZON = 5000
-DWELLIR_PLANS = {"free": 20, "developer": 100, "growth": 500, "scale": 5000}
 SOURCE_INTERVALS = {"hyperliquid": HYPERLIQUID_INTERVALS, "hydromancer": HYDROMANCER_INTERVALS,
                     "dwellir": DWELLIR_INTERVALS}
 

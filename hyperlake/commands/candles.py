@@ -77,7 +77,8 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> CandleJob:
     if args.source == "dwellir":
         settings.require("HYPERLAKE_DWELLIR_KEY", settings.dwellir_key)
     with httpx.Client(timeout=30, verify=settings.verify()) as client:
-        universe = load_universe(settings.hyperliquid_url, LakePaths(root).state, client)
+        universe = load_universe(settings.hyperliquid_url, LakePaths(root).state, client,
+                                 budget=settings.hyperliquid_budget())
     market = universe.resolve(args.market)
     return CandleJob(args.source, market.name, args.interval, start, end, root, workers, rate)
 

@@ -73,7 +73,8 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> FundingJob:
         raise UserError("--coins: give at least one coin, e.g. --coins BTC,ETH")
     root = lake_root(args.lake)
     with httpx.Client(timeout=30, verify=settings.verify()) as client:
-        universe = load_universe(settings.hyperliquid_url, LakePaths(root).state, client)
+        universe = load_universe(settings.hyperliquid_url, LakePaths(root).state, client,
+                                 budget=settings.hyperliquid_budget())
     if args.all:
         markets = universe.perps(include_delisted=args.include_delisted)
     else:

@@ -179,12 +179,13 @@ class HyperliquidInfo:
         recorded = self.recorded_funding.get(inst.name, [])
         if not recorded:
             return self._model_rows(inst, start, end)
+        # The recording replaces the model for every hour from its first to its last.
         span_lo = recorded[0]["time"] // 3_600_000 * 3_600_000
-        span_hi = recorded[-1]["time"]
+        after = recorded[-1]["time"] // 3_600_000 * 3_600_000 + 3_600_000
         rows = [
             *self._model_rows(inst, start, min(end, span_lo - 1)),
             *(r for r in recorded if start <= r["time"] <= end),
-            *self._model_rows(inst, max(start, span_hi + 1), end),
+            *self._model_rows(inst, max(start, after), end),
         ]
         return rows[:MAX_FUNDING_ROWS]
 

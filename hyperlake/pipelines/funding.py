@@ -24,7 +24,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -269,10 +268,9 @@ def run_funding(job: FundingJob, settings: SourceSettings, backoff: Backoff | No
                 ) -> FundingSummary:
     paths = LakePaths(job.lake)
     started = time.monotonic()
-    host = urlsplit(settings.hyperliquid_url).netloc
     with LakeLock(paths.lock_file), httpx.Client(timeout=30, verify=settings.verify()) as client:
-        budget = SharedWeightBudget(f"hyperliquid@{host}", settings.hyperliquid_weight)
-        shared = _Shared(client, budget, settings, backoff or settings.backoff())
+        shared = _Shared(client, settings.hyperliquid_budget(), settings,
+                         backoff or settings.backoff())
         series = {m: Series(paths, SeriesKey("funding", SOURCE, m, "1h")) for m in job.markets}
         for s in series.values():
             sweep_temporaries(s.folder)

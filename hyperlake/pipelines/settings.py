@@ -23,8 +23,10 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from hyperlake.errors import UserError
+from hyperlake.net.pacing import SharedWeightBudget
 from hyperlake.net.retry import Backoff
 from hyperlake.schemas.times import parse_instant
 
@@ -63,6 +65,15 @@ class SourceSettings:
             backoff_base=_positive(env, "HYPERLAKE_BACKOFF_BASE", defaults.backoff_base),
             max_attempts=int(_positive(env, "HYPERLAKE_MAX_ATTEMPTS", defaults.max_attempts)),
         )
+
+    def hyperliquid_budget(self) -> SharedWeightBudget:
+        """Hyperliquid's weight per IP, shared by every hyperlake process on the machine."""
+        host = urlsplit(self.hyperliquid_url).netloc
+        return SharedWeightBudget(f"hyperliquid@{host}", self.hyperliquid_weight)
+
+    def hydromancer_budget(self) -> SharedWeightBudget:
+        host = urlsplit(self.hydromancer_url).netloc
+        return SharedWeightBudget(f"hydromancer@{host}", self.hydromancer_weight)
 
     def backoff(self) -> Backoff:
         return Backoff(base=self.backoff_base, max_attempts=self.max_attempts)

@@ -29,6 +29,7 @@ import orjson
 
 from hyperlake.errors import HyperlakeError, UserError
 from hyperlake.lake.atomic import write_bytes_atomic
+from hyperlake.net.pacing import SharedWeightBudget
 from hyperlake.net.retry import Backoff, TransientError, parse_retry_after, retry_call
 
 KINDS = ("perp", "hip3", "spot")
@@ -169,10 +170,21 @@ def public_url(base_url: str) -> str:
 UNIVERSE_BACKOFF = Backoff(base=0.2, cap=5.0, max_attempts=5)
 
 
-def _post(client: httpx.Client, base_url: str, body: dict[str, str], what: str) -> Any:
+#: What an /info metadata request weighs.
+INFO_WEIGHT = 20
+
+
+def _post(client: httpx.Client, base_url: str, body: dict[str, str], what: str, *,
+          budget: SharedWeightBudget | None = None) -> Any:
     """One /info request; 429/5xx are retried with backoff (they are transient)."""
+
+    def attempt() -> Any:
+        if budget is not None:
+            budget.acquire(INFO_WEIGHT)
+        return _post_once(client, base_url, body, what)
+
     try:
-        return retry_call(lambda: _post_once(client, base_url, body, what), UNIVERSE_BACKOFF)
+        return retry_call(attempt, UNIVERSE_BACKOFF)
     except TransientError as exc:
         raise HyperlakeError(f"unexpected {what} answer from {public_url(base_url)}: "
                              f"{exc.reason} (after {UNIVERSE_BACKOFF.max_attempts} "
@@ -287,19 +299,21 @@ def _parsed(parse: Callable[[Any], _T], answer: Any, what: str, base_url: str) -
             f"unexpected {what} answer from {public_url(base_url)}: {exc}") from exc
 
 
-def fetch_universe(base_url: str, client: httpx.Client) -> Universe:
+def fetch_universe(base_url: str, client: httpx.Client,
+                   budget: SharedWeightBudget | None = None) -> Universe:
     """Ask the exchange for every market: ``meta``, ``perpDexs``, ``meta`` of each
-    HIP-3 dex, ``spotMeta``. Raises ``ExchangeUnreachable`` on a network failure and
-    ``HyperlakeError`` on any answer that is not the documented shape."""
-    markets = _parsed(partial(_perp_markets, dex=None),
-                      _post(client, base_url, {"type": "meta"}, "meta"), "meta", base_url)
-    dexes = _parsed(_dex_names, _post(client, base_url, {"type": "perpDexs"}, "perpDexs"),
-                    "perpDexs", base_url)
+    HIP-3 dex, ``spotMeta``, each paid from ``budget`` (the weight all hyperlake
+    processes share) when given. Raises ``ExchangeUnreachable`` on a network failure
+    and ``HyperlakeError`` on any answer that is not the documented shape."""
+    post = partial(_post, client, base_url, budget=budget)
+    markets = _parsed(partial(_perp_markets, dex=None), post({"type": "meta"}, "meta"), "meta",
+                      base_url)
+    dexes = _parsed(_dex_names, post({"type": "perpDexs"}, "perpDexs"), "perpDexs", base_url)
     for dex in dexes:
-        answer = _post(client, base_url, {"type": "meta", "dex": dex}, f"meta (dex {dex})")
+        answer = post({"type": "meta", "dex": dex}, f"meta (dex {dex})")
         markets += _parsed(partial(_perp_markets, dex=dex), answer, f"meta (dex {dex})", base_url)
-    markets += _parsed(_spot_markets, _post(client, base_url, {"type": "spotMeta"}, "spotMeta"),
-                       "spotMeta", base_url)
+    markets += _parsed(_spot_markets, post({"type": "spotMeta"}, "spotMeta"), "spotMeta",
+                       base_url)
     try:
         return Universe(tuple(markets))
     except ValueError as exc:
@@ -372,7 +386,8 @@ def _save_snapshot(path: Path, universe: Universe, fetched_at: float, source: st
 
 
 def load_universe(base_url: str, state_dir: Path, client: httpx.Client, *,
-                  max_age_s: float = 3600, now: Callable[[], float] = time.time) -> Universe:
+                  max_age_s: float = 3600, now: Callable[[], float] = time.time,
+                  budget: SharedWeightBudget | None = None) -> Universe:
     """The snapshot if younger than ``max_age_s``, else a fresh fetch (saved as the new
     snapshot); if the exchange cannot be reached, a snapshot of any age."""
     path = snapshot_path(state_dir, base_url)
@@ -380,7 +395,7 @@ def load_universe(base_url: str, state_dir: Path, client: httpx.Client, *,
     if cached is not None and 0 <= now() - cached[0] < max_age_s:
         return cached[1]
     try:
-        universe = fetch_universe(base_url, client)
+        universe = fetch_universe(base_url, client, budget)
     except ExchangeUnreachable as exc:
         if cached is not None:
             return cached[1]

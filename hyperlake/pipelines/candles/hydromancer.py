@@ -4,7 +4,6 @@ deep history, an exclusive ``endTime``, ``q`` and ``x``; 20 points a request."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from hyperlake.lake.ranges import Span
 from hyperlake.net.pacing import SharedWeightBudget
@@ -35,8 +34,7 @@ class HydromancerSnapshots:
                                                   "limit": MAX_CANDLES}}
 
     def budget(self) -> SharedWeightBudget:
-        host = urlsplit(self.settings.hydromancer_url).netloc
-        return SharedWeightBudget(f"hydromancer@{host}", self.settings.hydromancer_weight)
+        return self.settings.hydromancer_budget()
 
     def weight(self, candles: int) -> float:
         return WEIGHT

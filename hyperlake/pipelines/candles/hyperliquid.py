@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from hyperlake.lake.ranges import Span
 from hyperlake.net.pacing import SharedWeightBudget
@@ -35,8 +34,7 @@ class HyperliquidSnapshots:
                                                   "endTime": window.end - 1}}
 
     def budget(self) -> SharedWeightBudget:
-        host = urlsplit(self.settings.hyperliquid_url).netloc
-        return SharedWeightBudget(f"hyperliquid@{host}", self.settings.hyperliquid_weight)
+        return self.settings.hyperliquid_budget()
 
     def weight(self, candles: int) -> float:
         return BASE_WEIGHT + candles // CANDLES_PER_WEIGHT

@@ -54,6 +54,7 @@ def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
     started = time.monotonic()
     stats = CompactionStats()
     with LakeLock(paths.lock_file):
+        sweep_temporaries(paths.state / "coverage")  # a run killed mid-marker
         for dataset in job.datasets:
             spec = DATASETS[dataset]
             sweep_temporaries(paths.dataset(dataset))

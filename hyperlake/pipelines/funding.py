@@ -274,6 +274,7 @@ def run_funding(job: FundingJob, settings: SourceSettings, backoff: Backoff | No
         series = {m: Series(paths, SeriesKey("funding", SOURCE, m, "1h")) for m in job.markets}
         for s in series.values():
             sweep_temporaries(s.folder)
+            sweep_temporaries(s.ledger)
         total = sum(len(hour_windows(span, job.hours_per_window))
                     for s in series.values() for span in s.missing(job.span))
         done = [0]

@@ -163,6 +163,7 @@ def run_job(job: CandleJob, settings: SourceSettings,
     with LakeLock(paths.lock_file):
         series = Series(paths, job.key)
         sweep_temporaries(series.folder)
+        sweep_temporaries(series.ledger)
         missing = series.missing(job.span)
         planned = sum(count_buckets(s, job.interval) for s in missing)
         counters = Counters()

@@ -40,7 +40,7 @@ LAKE_FILE = "part-0.parquet"
 ROW_GROUP_ROWS = 32_768
 LAKE_WRITE_OPTIONS: dict[str, object] = {
     "compression": "zstd",
-    "compression_level": 3,
+    "compression_level": 1,
     "row_group_size": ROW_GROUP_ROWS,
     "write_statistics": True,
     "use_dictionary": ["source"],
@@ -96,29 +96,55 @@ def deduplicate(table: pa.Table, spec: DatasetSpec, precedence: tuple[str, ...])
     fetch, then source name (a total order, so the result is deterministic)."""
     if table.num_rows == 0:
         return table
-    ranks = {name: i for i, name in enumerate(precedence)}
-    rank = pa.array([ranks.get(s, len(ranks)) for s in table.column("source").to_pylist()],
-                    pa.int32())
-    work = table.append_column("_rank", rank)
     sort_keys = [(spec.key, "ascending")]
     if spec.closed_column:
         sort_keys.append((spec.closed_column, "descending"))
-    sort_keys += [("_rank", "ascending"), ("fetched_at", "descending"), ("source", "ascending")]
+    work = table
+    if precedence:
+        # index_in: position in the precedence list, null for unlisted sources (last).
+        rank = pc.fill_null(pc.index_in(table.column("source"),
+                                        value_set=pa.array(precedence, pa.string())),
+                            len(precedence))
+        work = table.append_column("_rank", rank)
+        sort_keys.append(("_rank", "ascending"))
+    sort_keys += [("fetched_at", "descending"), ("source", "ascending")]
     ordered = work.take(pc.sort_indices(work, sort_keys=sort_keys))
     keys = ordered.column(spec.key).cast(pa.int64()).to_numpy()
     first = np.ones(len(keys), dtype=bool)
     first[1:] = keys[1:] != keys[:-1]
-    return ordered.filter(pa.array(first)).drop_columns(["_rank"])
+    kept = ordered.filter(pa.array(first))
+    return kept.drop_columns(["_rank"]) if precedence else kept
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return table.select(schema.names).cast(schema)
 
 
-def _read_rows(path: Path, spec: DatasetSpec, lo: int, hi: int) -> pa.Table:
-    key = pc.field(spec.key)
-    table = pq.read_table(path, filters=(key >= pa.scalar(lo, TS)) & (key < pa.scalar(hi, TS)))
-    return _conform(table, spec.lake_schema)
+class _PartReader:
+    """Rows of checkpoint parts by UTC day. A part that spans several days (a
+    window crossing midnight) is read once and kept until its last day is done."""
+
+    def __init__(self, spec: DatasetSpec) -> None:
+        self.spec = spec
+        self._cache: dict[Path, tuple[Span, pa.Table]] = {}
+
+    def rows(self, span: Span, path: Path, lo: int, hi: int) -> pa.Table:
+        cached = self._cache.get(path)
+        if cached is None:
+            table = _conform(pq.read_table(path), self.spec.lake_schema)
+            if span.start >= lo and span.end <= hi:
+                return table  # wholly inside this day: no need to keep it
+            cached = self._cache[path] = (span, table)
+        table = cached[1]
+        keys = table.column(self.spec.key)
+        inside = pc.and_(pc.greater_equal(keys, pa.scalar(lo, TS)),
+                         pc.less(keys, pa.scalar(hi, TS)))
+        return table.filter(inside)
+
+    def forget_before(self, day_end: int) -> None:
+        """Drop parts that end at or before ``day_end`` (days go in order)."""
+        for path in [p for p, (span, _) in self._cache.items() if span.end <= day_end]:
+            del self._cache[path]
 
 
 def _check(merged: pa.Table, spec: DatasetSpec, expected_keys: int) -> None:
@@ -147,9 +173,13 @@ def _merge_partition(folder: Path, incoming: list[pa.Table], spec: DatasetSpec,
     if not tables:
         return False, 0
     union = pa.concat_tables(tables)
-    expected = len(pc.unique(union.column(spec.key)))
-    merged = deduplicate(union, spec, precedence)
-    _check(merged, spec, expected)
+    keys = union.column(spec.key).cast(pa.int64()).to_numpy()
+    if len(keys) < 2 or bool(np.all(keys[1:] > keys[:-1])):
+        merged = union  # already one row per key, in order: the usual first compaction
+    else:
+        expected = len(np.unique(keys))
+        merged = deduplicate(union, spec, precedence)
+        _check(merged, spec, expected)
     if current is not None and merged.equals(current):
         return False, merged.num_rows
     with atomic_path(final) as tmp:
@@ -195,10 +225,12 @@ def compact_group(partition_folder: Callable[[str], Path], series_list: list[Ser
     if not parts:
         return False
     days = sorted({d for span, _, _ in parts for d in days_of(span)})
+    reader = _PartReader(spec)
     for day in days:
         lo, hi = day * DAY_MS, (day + 1) * DAY_MS
-        incoming = [_read_rows(path, spec, lo, hi) for span, path, _ in parts
+        incoming = [reader.rows(span, path, lo, hi) for span, path, _ in parts
                     if span.start < hi and lo < span.end]
+        reader.forget_before(hi)
         stats.rows_in += sum(t.num_rows for t in incoming)
         if not any(t.num_rows for t in incoming):
             continue

@@ -7,11 +7,12 @@ Layout under the lake root (default ``./data``):
     _checkpoints/<dataset>/<source>/market=…/interval=…/job-<start>-<end>/…
     _state/…   gap ledger, coverage, universe snapshots, the writer lock
 
-Partition values are URL-encoded (``xyz:XYZ100`` → ``xyz%3AXYZ100``, ``@107`` →
-``%40107``); DuckDB, polars and pyarrow decode them. Values that differ only in
+Partition values are URL-encoded (``:`` → ``%3A``, ``@107`` → ``%40107``); DuckDB,
+polars and pyarrow decode them. Values that differ only in
 case must not share a folder on a case-insensitive disk, so one case is escaped as
 well: lowercase letters in market names (``kPEPE`` → ``%6BPEPE``; ``BTC`` stays
-readable) and uppercase letters in interval names (``1M`` → ``1%4D``; ``1m`` stays).
+readable; ``xyz:XYZ100`` → ``%78%79%7A%3AXYZ100``) and uppercase letters in interval
+names (``1M`` → ``1%4D``; ``1m`` stays).
 Either rule alone is injective under case-folding.
 """
 

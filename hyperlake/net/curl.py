@@ -67,6 +67,10 @@ class CurlPool:
             handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(settings.connect_timeout_s * 1000))
             if settings.ca_bundle:
                 handle.setopt(pycurl.CAINFO, settings.ca_bundle)
+            handle.chunks = []  # the body, appended by libcurl; emptied after each answer
+            handle.setopt(pycurl.WRITEFUNCTION, handle.chunks.append)
+            handle.headers = ()
+            handle.header_hook = False
             self._free.append(handle)
         self.active = 0
 
@@ -76,16 +80,20 @@ class CurlPool:
 
     def submit(self, url: str, tag: Any, headers: list[str] | None = None,
                on_header: Callable[[bytes], None] | None = None) -> None:
+        """Start a GET. Options a handle already has are not set again: on this
+        path every ``setopt`` costs a measurable slice of the request's budget."""
         handle = self._free.pop()
-        chunks: list[bytes] = []
         handle.setopt(pycurl.URL, url)
-        handle.setopt(pycurl.WRITEFUNCTION, chunks.append)
-        handle.setopt(pycurl.HTTPHEADER, headers or [])
+        wanted = tuple(headers or ())
+        if handle.headers != wanted:
+            handle.setopt(pycurl.HTTPHEADER, list(wanted))
+            handle.headers = wanted
         if on_header is not None:
             handle.setopt(pycurl.HEADERFUNCTION, on_header)
-        else:
+            handle.header_hook = True
+        elif handle.header_hook:
             handle.unsetopt(pycurl.HEADERFUNCTION)
-        handle.chunks = chunks
+            handle.header_hook = False
         handle.tag = tag
         self.multi.add_handle(handle)
         self.active += 1
@@ -115,9 +123,10 @@ class CurlPool:
         if status in (429, 503):
             seconds = handle.getinfo(pycurl.RETRY_AFTER)
             retry_after = float(seconds) if seconds and seconds > 0 else None
-        result = Completed(handle.tag, status, b"".join(handle.chunks), retry_after, error)
+        chunks = handle.chunks
+        result = Completed(handle.tag, status, b"".join(chunks), retry_after, error)
         self.multi.remove_handle(handle)
-        handle.chunks = None
+        chunks.clear()
         handle.tag = None
         self._free.append(handle)
         self.active -= 1

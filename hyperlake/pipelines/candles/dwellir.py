@@ -114,23 +114,17 @@ class _TokenBucket:
         return max(0.0, (1.0 - self.tokens) / self.rate)
 
 
+_MINUTE_PREFIX: list[Any] = [None, ""]  # (minute number, "2026-03-30T23:00:")
+
+
 def iso_second(ms: int) -> str:
-    """Epoch ms (whole seconds) -> 2026-03-30T23:00:00Z, without datetime's overhead."""
-    days, rest = divmod(ms // 1000, 86_400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{_civil_date(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}Z"
-
-
-_DATE_CACHE: dict[int, str] = {}
-
-
-def _civil_date(days: int) -> str:
-    text = _DATE_CACHE.get(days)
-    if text is None:
-        text = time.strftime("%Y-%m-%d", time.gmtime(days * 86_400))
-        _DATE_CACHE[days] = text
-    return text
+    """Epoch ms (whole seconds) -> 2026-03-30T23:00:00Z, without datetime's overhead:
+    consecutive buckets share their minute's prefix."""
+    minute, second = divmod(ms // 1000, 60)
+    if _MINUTE_PREFIX[0] != minute:
+        _MINUTE_PREFIX[0] = minute
+        _MINUTE_PREFIX[1] = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60))
+    return f"{_MINUTE_PREFIX[1]}{second:02d}Z"
 
 
 class ShardRun:

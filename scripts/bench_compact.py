@@ -276,7 +276,7 @@ def run(work: Path, month_days: int, year_days: int) -> int:
                  ""))
     rows.append(("  ratio compaction / bare write", f"{ratio:.2f}", f">= {TARGET_RATIO}",
                  verdict(ratio >= TARGET_RATIO)))
-    rows.append(("  (info) pq.write_table with the lake's options (zstd 3)",
+    rows.append(("  (info) pq.write_table with the lake's options",
                  f"{lake_options_rate:,.0f}", "", ""))
 
     # 2. peak memory: a month, then a year

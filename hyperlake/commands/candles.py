@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from hyperlake.schemas.sources import DWELLIR_PLANS, SOURCES
 
 if TYPE_CHECKING:
-    from hyperlake.net.progress import Counters, Progress
     from hyperlake.pipelines.candles.job import CandleJob, JobSummary
     from hyperlake.pipelines.settings import SourceSettings
 
@@ -84,7 +83,7 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> CandleJob:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperlake.net.progress import Progress
+    from hyperlake.net.progress import LazyProgress
     from hyperlake.net.redact import Redactor
     from hyperlake.pipelines.candles.job import run_job
     from hyperlake.pipelines.settings import SourceSettings
@@ -92,21 +91,13 @@ def run(args: argparse.Namespace) -> int:
     settings = SourceSettings.from_env()
     redactor = Redactor(settings.secrets())
     job = build_job(args, settings)
-    bar: Progress | None = None
-
-    def on_progress(total: int, counters: Counters, done: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = Progress(total, f"{job.source} {job.market} {job.interval}")
-        bar.update(counters, done)
-
+    progress = LazyProgress(f"{job.source} {job.market} {job.interval}")
     try:
-        summary = run_job(job, settings, on_progress)
-    except Exception as exc:  # noqa: BLE001 - re-raised scrubbed of secrets
+        summary = run_job(job, settings, progress)
+    except Exception as exc:  # noqa: BLE001 - re-raised, scrubbed of secrets
         raise redactor.scrub_exception(exc) from None
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     _report(summary, args.json)
     return EXIT_GAPS if summary.gaps else 0
 

@@ -10,7 +10,6 @@ from hyperlake.errors import UserError
 from hyperlake.schemas.sources import ON_500_MODES
 
 if TYPE_CHECKING:
-    from hyperlake.net.progress import Counters, Progress
     from hyperlake.pipelines.funding import FundingJob, FundingSummary
     from hyperlake.pipelines.settings import SourceSettings
 
@@ -87,25 +86,17 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> FundingJob:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperlake.net.progress import Progress
+    from hyperlake.net.progress import LazyProgress
     from hyperlake.pipelines.funding import run_funding
     from hyperlake.pipelines.settings import SourceSettings
 
     settings = SourceSettings.from_env()
     job = build_job(args, settings)
-    bar: Progress | None = None
-
-    def on_progress(total: int, counters: Counters, done: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = Progress(total, f"funding {len(job.markets)} coins")
-        bar.update(counters, done)
-
+    progress = LazyProgress(f"funding {len(job.markets)} coins")
     try:
-        summary = run_funding(job, settings, on_progress=on_progress)
+        summary = run_funding(job, settings, on_progress=progress)
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     _report(summary, args.json)
     skipped = any(o.skipped for o in summary.outcomes)
     return EXIT_GAPS if summary.gaps or skipped else 0

@@ -121,3 +121,21 @@ def summary_line(**fields: object) -> str:
     """
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), default=str,
                       allow_nan=False)
+
+
+class LazyProgress:
+    """A progress callback whose bar is made on the first update, when the total
+    (known only once the job is planned) arrives: ``on_progress(total, counters, done)``."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Progress | None = None
+
+    def __call__(self, total: int, counters: Counters, done: int) -> None:
+        if self.bar is None:
+            self.bar = Progress(total, self.label)
+        self.bar.update(counters, done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -99,3 +99,17 @@ def test_summary_line_is_one_line_of_json_in_order() -> None:
     assert list(decoded) == ["command", "fetched", "note", "path"]
     assert decoded["note"] == "two\nlines"
     assert decoded["fetched"] == 3
+
+
+def test_lazy_progress_makes_its_bar_on_the_first_update_with_that_total() -> None:
+    from hyperlake.net.progress import Counters, LazyProgress
+
+    progress = LazyProgress("job")
+    progress.close()  # nothing drawn yet: closing is harmless
+    assert progress.bar is None
+    progress(40, Counters(fetched=3), 3)
+    assert progress.bar is not None and progress.bar.total == 40
+    first = progress.bar
+    progress(40, Counters(fetched=5), 5)
+    assert progress.bar is first
+    progress.close()

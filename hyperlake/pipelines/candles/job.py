@@ -23,6 +23,7 @@ from hyperlake.net.progress import Counters
 from hyperlake.pipelines.settings import SourceSettings
 from hyperlake.schemas.intervals import (
     DWELLIR_INTERVALS,
+    FIXED_STEP_MS,
     HYDROMANCER_INTERVALS,
     HYPERLIQUID_INTERVALS,
     bucket_start,
@@ -87,8 +88,9 @@ class JobSummary:
 
 
 def count_buckets(span: Span, interval: str) -> int:
+    """Buckets of ``interval`` opening in the (aligned) span."""
     if interval != "1M":
-        return (span.end - span.start) // (next_bucket(0, interval) - 0)
+        return (span.end - span.start) // FIXED_STEP_MS[interval]
     count, t = 0, span.start
     while t < span.end:
         count += 1

@@ -13,14 +13,11 @@ import argparse
 import datetime as dt
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from hyperlake.emulator.server import Emulator, frozen_config, reserve_port
+from hyperlake.emulator.server import Emulator, frozen_config, granian_app
 
 NOW = 1_774_915_200_000  # 2026-03-31T00:00:00Z
 KEY = "bench"
@@ -60,34 +57,12 @@ def dwellir_uris(base: str, interval: str, step_ms: int, count: int) -> list[str
     ]
 
 
-def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on port {port}")
-
-
 def trivial_ceiling(folder: Path, requests: int) -> float:
     (folder / "trivial.py").write_text(TRIVIAL_APP)
-    reservation = reserve_port()
-    port = reservation.getsockname()[1]
-    server = subprocess.Popen(
-        ["taskset", "-c", str(SERVER_CPU), sys.executable, "-m", "granian", "--interface",
-         "rsgi", "--host", "127.0.0.1", "--port", str(port), "--no-log", "--working-dir",
-         str(folder), "trivial:app"])
-    try:
-        wait_for_port(port)
+    with granian_app(folder, "trivial:app", cpu=SERVER_CPU) as port:
         uri = folder / "trivial.txt"
         uri.write_text(f"http://127.0.0.1:{port}/\n")
         return h2load(uri, requests)
-    finally:
-        server.terminate()
-        server.wait()
-        reservation.close()
 
 
 def main() -> int:

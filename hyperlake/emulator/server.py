@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -68,6 +69,36 @@ def reserve_port(host: str = "127.0.0.1") -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, 0))
     return sock
+
+
+@contextlib.contextmanager
+def granian_app(app_dir: Path, target: str, *, host: str = "127.0.0.1",
+                cpu: int | None = None, timeout_s: float = 20.0) -> Iterator[int]:
+    """Serve a bare RSGI app (``module:attr`` in ``app_dir``) with granian on a reserved
+    port until the block ends; yields the port. For tests and benchmarks that need a
+    real server other than the emulator (a gateway's upstream, granian's ceiling)."""
+    reservation = reserve_port(host)
+    port: int = reservation.getsockname()[1]
+    argv = [sys.executable, "-m", "granian", "--interface", "rsgi", "--host", host, "--port",
+            str(port), "--no-log", "--working-dir", str(app_dir), target]
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu), *argv]
+    child = _Child(argv, dict(os.environ), port, reservation)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if child.process.poll() is not None:
+                raise EmulatorError(f"granian exited with {child.process.returncode}")
+            try:
+                socket.create_connection((host, port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise EmulatorError(f"granian did not listen on {port} in time") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        child.stop()
 
 
 def _write_tls_material(folder: Path) -> tuple[Path, Path, Path]:

@@ -37,6 +37,7 @@ from hyperlake.emulator.gateway import (
     encode_window_update,
     scan_for_marker,
 )
+from hyperlake.emulator.server import granian_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BODY = b'{"ok":true}'
@@ -76,45 +77,13 @@ async def marked(path, proto):
 """
 
 
-def _wait_for_tcp(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"granian exited early with code {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"granian did not accept connections on port {port}")
-
-
 @pytest.fixture(scope="module")
 def upstream_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A granian RSGI server answering every request with BODY."""
     app_dir = tmp_path_factory.mktemp("granian_app")
     (app_dir / "app.py").write_text(RSGI_APP)
-    # Granian binds with SO_REUSEPORT. Holding a bound (never listening) SO_REUSEPORT
-    # socket on the port for the whole test keeps any other process from getting it.
-    reservation = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    reservation.bind(("127.0.0.1", 0))
-    port: int = reservation.getsockname()[1]
-    command = [
-        sys.executable, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1",
-        "--port", str(port), "--no-log", "--working-dir", str(app_dir), "app:app",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait_for_tcp(port, process, time.monotonic() + 15)
+    with granian_app(app_dir, "app:app") as port:
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        reservation.close()
 
 
 class RunningGateway:

@@ -12,9 +12,6 @@ import asyncio
 import itertools
 import json
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from granian._granian import RSGIProtocolClosed
 
 from hyperlake.emulator.config import ClockConfig, EmulatorConfig, FaultRule
 from hyperlake.emulator.market import Market
+from hyperlake.emulator.server import granian_app
 from hyperlake.emulator.state import EmulatorState
 from hyperlake.emulator.ws import (
     MAX_TRADES_PER_FRAME,
@@ -101,34 +99,8 @@ def shape(value: Any) -> Any:
 def ws_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("wsapp")
     (workdir / "wsapp.py").write_text(APP)
-    # Reserve a port granian can share (it binds with SO_REUSEPORT): nobody else gets it.
-    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    holder.bind(("127.0.0.1", 0))
-    port = holder.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1",
-         "--port", str(port), "--no-log", "--working-dir", str(workdir), "wsapp:app"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("granian did not start") from None
-                time.sleep(0.1)
+    with granian_app(workdir, "wsapp:app") as port:
         yield f"ws://127.0.0.1:{port}/ws"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        holder.close()
 
 
 async def _connect(url: str) -> websockets.ClientConnection:

@@ -46,8 +46,17 @@ def make_emulator() -> Iterator[Callable[..., Emulator]]:
         emu.stop()
 
 
+#: A closed port on loopback: where sources point unless a test names the emulator.
+NOWHERE = "http://127.0.0.1:9"
+
+
 @pytest.fixture(autouse=True)
 def private_pacing(tmp_path_factory: pytest.TempPathFactory,
                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """Weight budgets are shared machine-wide through files: give each test its own."""
+    """Weight budgets are shared machine-wide through files: give each test its own.
+    And no test may reach a real host: every source defaults to a closed loopback port
+    (the product's defaults are the real exchanges)."""
     monkeypatch.setenv("HYPERLAKE_PACING_DIR", str(tmp_path_factory.mktemp("pacing")))
+    for name in ("HYPERLAKE_HYPERLIQUID_URL", "HYPERLAKE_HYDROMANCER_URL",
+                 "HYPERLAKE_DWELLIR_URL"):
+        monkeypatch.setenv(name, NOWHERE)

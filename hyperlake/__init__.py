@@ -13,17 +13,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hyperlake.lake.catalog import connect
-    from hyperlake.lake.loaders import features, load_candles, scan_candles, scan_funding
+    from hyperlake.query.catalog import connect
+    from hyperlake.query.loaders import features, load_candles, scan_candles, scan_funding
 
 __version__ = "0.1.0"
 
 _LAZY_EXPORTS = {
-    "connect": "hyperlake.lake.catalog",
-    "scan_candles": "hyperlake.lake.loaders",
-    "scan_funding": "hyperlake.lake.loaders",
-    "load_candles": "hyperlake.lake.loaders",
-    "features": "hyperlake.lake.loaders",
+    "connect": "hyperlake.query.catalog",
+    "scan_candles": "hyperlake.query.loaders",
+    "scan_funding": "hyperlake.query.loaders",
+    "load_candles": "hyperlake.query.loaders",
+    "features": "hyperlake.query.loaders",
 }
 
 __all__ = ["__version__", "connect", "features", "load_candles", "scan_candles",

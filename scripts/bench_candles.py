@@ -38,10 +38,10 @@ import orjson
 import pyarrow as pa
 
 from hyperlake.emulator.server import Emulator, frozen_config
-from hyperlake.lake.checkpoints import Series, SeriesKey
-from hyperlake.lake.paths import LakePaths
-from hyperlake.lake.readers import checkpoint_table
+from hyperlake.lake.checkpoints import Series
+from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.pipelines.candles.dwellir import iso_second
+from hyperlake.schemas.candles import CANDLE_SCHEMA
 from hyperlake.schemas.times import parse_instant
 
 NOW = "2026-03-31T00:00:00Z"
@@ -156,7 +156,7 @@ def run_hyperlake(env: dict[str, str], lake: Path, start: str, end: str) -> Resu
 
 def hyperlake_candles(lake: Path, start_ms: int, end_ms: int) -> set[int]:
     series = Series(LakePaths(lake), SeriesKey("candles", "dwellir", MARKET, INTERVAL))
-    opens = checkpoint_table(series).column("t").cast(pa.int64()).to_pylist()  # epoch ms
+    opens = series.read_parts(CANDLE_SCHEMA).column("t").cast(pa.int64()).to_pylist()  # ms
     return {t for t in opens if start_ms <= t < end_ms}
 
 

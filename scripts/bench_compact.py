@@ -48,14 +48,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hyperlake.lake.checkpoints import Series, SeriesKey, ShardWriter
+from hyperlake.lake.checkpoints import Series, ShardWriter
 from hyperlake.lake.compaction import LAKE_WRITE_OPTIONS
-from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import Span
 from hyperlake.pipelines.compact import CompactJob, run_compact
-from hyperlake.schemas.candles import CANDLE_SCHEMA, TS
-from hyperlake.schemas.funding import funding_table
+from hyperlake.schemas.candles import CANDLE_SCHEMA
+from hyperlake.schemas.funding import FundingRow, funding_table
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, SECOND_MS
+from hyperlake.schemas.records import TS
 
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MARKET, INTERVAL = "BTC", "1s"
@@ -69,7 +70,7 @@ CHILD = """
 import json, sys
 from pathlib import Path
 from hyperlake.pipelines.compact import CompactJob, run_compact
-stats, seconds = run_compact(CompactJob(Path(sys.argv[1]), datasets=("candles",)))
+stats, seconds = run_compact(CompactJob(lake=Path(sys.argv[1]), datasets=("candles",)))
 print(json.dumps({"rows_in": stats.rows_in, "rows_out": stats.rows_out,
                   "parts": stats.parts_consumed, "partitions": stats.partitions_written,
                   "seconds": seconds}))
@@ -124,7 +125,8 @@ def make_checkpoints(lake: Path, days: int, seed: int) -> int:
         span = Span(start, min(start + FUNDING_WINDOW_HOURS * HOUR_MS, job.end))
         hours = range(span.start, span.end, HOUR_MS)
         writer.commit(span, funding_table(MARKET, "hyperliquid", [
-            (h + 4, h, float(rng.normal(1.25e-5, 1e-5)), float(rng.normal(0, 3e-4)), fetched)
+            FundingRow(h + 4, h, float(rng.normal(1.25e-5, 1e-5)), float(rng.normal(0, 3e-4)),
+                       fetched)
             for h in hours]), [])
     return rows
 
@@ -202,7 +204,7 @@ def lake_sources(lake: Path) -> dict[str, str]:
 def connect_lake(lake: Path) -> tuple[duckdb.DuckDBPyConnection, str, str]:
     """(connection with the lake views, the view SQL it uses, where that came from)."""
     try:
-        from hyperlake.lake import catalog
+        from hyperlake.query import catalog
     except ImportError:
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone = 'UTC'")
@@ -292,7 +294,7 @@ def run(work: Path, month_days: int, year_days: int) -> int:
     assert year.rows_out == year_rows
     print(f"year: compacted in {year.seconds:.1f}s ({year.rows_out / year.seconds:,.0f} rows/s)",
           flush=True)
-    run_compact(CompactJob(year_lake, datasets=("funding",)))
+    run_compact(CompactJob(lake=year_lake, datasets=("funding",)))
     flat = year.peak_mib / month_peak
     rows.append((f"peak RSS compacting {year_days} days of 1s ({year_rows / 1e6:.1f} M rows)",
                  f"{year.peak_mib:.0f} MiB", f"<= {TARGET_FLAT}x month",
@@ -301,7 +303,7 @@ def run(work: Path, month_days: int, year_days: int) -> int:
 
     # 3. the as-of join over the month's lake against in-memory tables
     month_lake = work / "month-lake-0"
-    run_compact(CompactJob(month_lake, datasets=("funding",)))
+    run_compact(CompactJob(lake=month_lake, datasets=("funding",)))
     lake_con, view_sql, origin = connect_lake(month_lake)
     threads = int(lake_con.execute("SELECT current_setting('threads')").fetchall()[0][0])
     mem_con = in_memory(month_lake, view_sql, threads)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from hyperlake.schemas.sources import DWELLIR_PLANS, SOURCES
+from hyperlake.pipelines.candles.registry import DWELLIR, REGISTRY
 
 if TYPE_CHECKING:
     from hyperlake.pipelines.candles.job import CandleJob, JobSummary
@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--source", required=True, choices=SOURCES)
+    p.add_argument("--source", required=True, choices=tuple(REGISTRY))
     p.add_argument("--market", required=True, help="e.g. BTC, kPEPE, xyz:XYZ100, @107, HYPE/USDC "
                    "(any case)")
     p.add_argument("--interval", required=True, help="e.g. 1m (dwellir: 1s 1m 5m; "
@@ -47,8 +47,10 @@ def register(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes for dwellir (default: 1 per 8000 req/s of --rate)")
     p.add_argument("--rate", type=float, help="dwellir requests per second, all workers")
-    p.add_argument("--plan", help="dwellir plan ceiling: free 20, developer 100, growth 500, "
-                   f"scale 5000 req/s (default free); one of {', '.join(DWELLIR_PLANS)}")
+    plans = DWELLIR.plans or {}
+    p.add_argument("--plan", help="dwellir plan ceiling: " + ", ".join(
+        f"{name} {rate}" for name, rate in plans.items()) + f" req/s (default "
+        f"{DWELLIR.default_plan}); one of {', '.join(plans)}")
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
     p.set_defaults(run=run)
 
@@ -57,33 +59,34 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> CandleJob:
     import httpx
 
     from hyperlake.lake.paths import LakePaths, lake_root
-    from hyperlake.pipelines.candles.job import CandleJob, resolve_rate, validate
+    from hyperlake.pipelines.candles.job import CandleJob
+    from hyperlake.pipelines.candles.registry import source
     from hyperlake.pipelines.universe import load_universe
     from hyperlake.schemas.times import parse_instant
 
+    chosen = source(args.source)
     start = parse_instant(args.start, "--start")
     end = parse_instant(args.end, "--end")
-    validate(args.source, args.interval, start, end, settings.now_ms())
-    rate = resolve_rate(args.rate, args.plan) if args.source == "dwellir" else None
+    chosen.check(args.interval, start, end, settings.now_ms())
+    rate = chosen.rate(args.rate, args.plan)
     if args.workers is not None and args.workers < 1:
         from hyperlake.errors import UserError
 
         raise UserError("--workers must be at least 1")
     workers = args.workers or max(1, int(-(-(rate or 1) // 8000)))
     root = lake_root(args.lake)
-    if args.source == "hydromancer":
-        settings.require("HYPERLAKE_HYDROMANCER_KEY", settings.hydromancer_key)
-    if args.source == "dwellir":
-        settings.require("HYPERLAKE_DWELLIR_KEY", settings.dwellir_key)
+    if chosen.key_env is not None:
+        settings.require(chosen.key_env, settings.key(chosen.key_env))
     with httpx.Client(timeout=30, verify=settings.verify()) as client:
         universe = load_universe(settings.hyperliquid_url, LakePaths(root).state, client,
                                  budget=settings.hyperliquid_budget())
     market = universe.resolve(args.market)
-    return CandleJob(args.source, market.name, args.interval, start, end, root, workers, rate)
+    return CandleJob(source=chosen.name, market=market.name, interval=args.interval,
+                     start_ms=start, end_ms=end, lake=root, workers=workers, rate=rate)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperlake.net.progress import LazyProgress
+    from hyperlake.commands.output import ProgressBar
     from hyperlake.net.redact import Redactor
     from hyperlake.pipelines.candles.job import run_job
     from hyperlake.pipelines.settings import SourceSettings
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     settings = SourceSettings.from_env()
     redactor = Redactor(settings.secrets())
     job = build_job(args, settings)
-    progress = LazyProgress(f"{job.source} {job.market} {job.interval}")
+    progress = ProgressBar(f"{job.source} {job.market} {job.interval}")
     try:
         summary = run_job(job, settings, progress)
     except Exception as exc:  # noqa: BLE001 - re-raised, scrubbed of secrets
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(summary: JobSummary, as_json: bool) -> None:
-    from hyperlake.net.progress import summary_line
+    from hyperlake.commands.output import summary_line
 
     if as_json:
         print(summary_line(**summary.as_dict()))

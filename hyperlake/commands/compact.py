@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hyperlake.schemas.vocabulary import DATASETS
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -17,7 +19,7 @@ def register(sub: Any) -> None:
         "again changes nothing.",
     )
     p.add_argument("--lake", help="lake root (default $HYPERLAKE_LAKE or ./data)")
-    p.add_argument("--dataset", choices=("candles", "funding"),
+    p.add_argument("--dataset", choices=DATASETS,
                    help="only this dataset (default both)")
     p.add_argument("--prefer", metavar="SOURCES",
                    help="source precedence for the same candle, e.g. dwellir,hydromancer,"
@@ -27,12 +29,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hyperlake.commands.output import summary_line
     from hyperlake.lake.paths import lake_root
-    from hyperlake.net.progress import summary_line
     from hyperlake.pipelines.compact import CompactJob, run_compact, validate_precedence
 
-    datasets = (args.dataset,) if args.dataset else ("candles", "funding")
-    job = CompactJob(lake_root(args.lake), datasets, validate_precedence(args.prefer))
+    datasets = (args.dataset,) if args.dataset else DATASETS
+    job = CompactJob(lake=lake_root(args.lake), datasets=datasets,
+                     precedence=validate_precedence(args.prefer))
     stats, seconds = run_compact(job)
     fields = {"series_groups": len(stats.groups), "parts_consumed": stats.parts_consumed,
               "rows_in": stats.rows_in, "partitions_written": stats.partitions_written,

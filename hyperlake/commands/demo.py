@@ -65,7 +65,7 @@ def _demo(config: EmulatorConfig, lake: Path, now: int) -> int:
             hydromancer_key=HYDROMANCER_KEY, dwellir_url=emu.urls.dwellir,
             dwellir_key=DWELLIR_KEY, pinned_now_ms=now)
         _extract(settings, lake, now)
-    stats, seconds = run_compact(CompactJob(lake))
+    stats, seconds = run_compact(CompactJob(lake=lake))
     print(f"\ncompact: {stats.parts_consumed} checkpoint parts → {stats.partitions_written} "
           f"partitions, {stats.rows_out} rows ({seconds:.1f}s)")
     _query(lake)
@@ -80,10 +80,14 @@ def _extract(settings: SourceSettings, lake: Path, now: int) -> None:
 
     day = now - DAY_MS
     jobs = [
-        CandleJob("hyperliquid", "BTC", "1h", now - 3 * DAY_MS, now, lake),
-        CandleJob("hyperliquid", "ETH", "1h", now - 3 * DAY_MS, now, lake),
-        CandleJob("hydromancer", "BTC", "1s", now - HOUR_MS, now, lake),
-        CandleJob("dwellir", "BTC", "1m", day, now, lake, workers=1, rate=2000.0),
+        CandleJob(source="hyperliquid", market="BTC", interval="1h", start_ms=now - 3 * DAY_MS,
+                  end_ms=now, lake=lake),
+        CandleJob(source="hyperliquid", market="ETH", interval="1h", start_ms=now - 3 * DAY_MS,
+                  end_ms=now, lake=lake),
+        CandleJob(source="hydromancer", market="BTC", interval="1s", start_ms=now - HOUR_MS,
+                  end_ms=now, lake=lake),
+        CandleJob(source="dwellir", market="BTC", interval="1m", start_ms=day, end_ms=now,
+                  lake=lake, workers=1, rate=2000.0),
     ]
     for job in jobs:
         summary = run_job(job, settings)
@@ -91,14 +95,15 @@ def _extract(settings: SourceSettings, lake: Path, now: int) -> None:
         print(f"candles {job.source:11} {job.market:4} {job.interval:3} "
               f"{summary.buckets:6} buckets: {c.fetched:6} candles, {c.empty:5} empty, "
               f"{c.requests:5} requests")
-    funding = run_funding(FundingJob(("BTC", "ETH"), now - 3 * DAY_MS, now, lake), settings)
+    funding = run_funding(FundingJob(markets=("BTC", "ETH"), start_ms=now - 3 * DAY_MS,
+                                     end_ms=now, lake=lake), settings)
     rows = sum(o.rows for o in funding.outcomes)
     print(f"funding {len(funding.outcomes)} coins: {rows} hourly rows, "
           f"{funding.counters.requests} requests")
 
 
 def _query(lake: Path) -> None:
-    from hyperlake.lake.catalog import connect
+    from hyperlake.query.catalog import connect
 
     con = connect(lake)
     sql = ("SELECT t, market, c AS close, funding_hour, funding_rate, funding_apr "

@@ -10,7 +10,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hyperlake.emulator.config import (
-    DWELLIR_PLANS,
     HTTP_FAULT_KINDS,
     WS_FAULT_KINDS,
     ClockConfig,
@@ -19,6 +18,7 @@ from hyperlake.emulator.config import (
     FaultRule,
 )
 from hyperlake.errors import HyperlakeError, UserError
+from hyperlake.schemas.exchange import DWELLIR_PLANS
 
 if TYPE_CHECKING:
     from hyperlake.emulator.server import Emulator

@@ -1,7 +1,7 @@
 """``hyperlake export csv``: one candle series in the vendors' public CSV schema.
 
 This module declares the arguments and runs the command; the format itself (why
-this shape, how the file is read and written) is ``hyperlake.lake.export_csv``,
+this shape, how the file is read and written) is ``hyperlake.query.export_csv``,
 imported only when the command runs, so that ``hyperlake --help`` does not load
 polars.
 """
@@ -54,9 +54,9 @@ def _instant(text: str | None, field: str) -> int | None:
 
 
 def run_csv(args: argparse.Namespace) -> int:
-    from hyperlake.lake.catalog import existing_lake
-    from hyperlake.lake.export_csv import export_csv, vendor_columns
-    from hyperlake.lake.loaders import TimeRange, candle_files, resolve_interval, resolve_market
+    from hyperlake.query.catalog import existing_lake
+    from hyperlake.query.export_csv import export_csv, vendor_columns
+    from hyperlake.query.loaders import TimeRange, candle_files, resolve_interval, resolve_market
 
     root = existing_lake(args.lake)
     span = TimeRange.parse(_instant(args.start, "--start"), _instant(args.end, "--end"))

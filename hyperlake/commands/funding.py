@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from hyperlake.errors import UserError
-from hyperlake.schemas.sources import ON_500_MODES
+from hyperlake.schemas.vocabulary import ON_500_MODES
 
 if TYPE_CHECKING:
     from hyperlake.pipelines.funding import FundingJob, FundingSummary
@@ -81,18 +81,19 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> FundingJob:
         spot = [m.name for m in markets if not m.has_funding]
         if spot:
             raise UserError(f"--coins: {', '.join(spot)} is a spot market and has no funding")
-    return FundingJob(tuple(m.name for m in markets), start, end, root, args.hours_per_window,
-                      args.on_500, args.threads)
+    return FundingJob(markets=tuple(m.name for m in markets), start_ms=start, end_ms=end,
+                      lake=root, hours_per_window=args.hours_per_window, on_500=args.on_500,
+                      threads=args.threads)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperlake.net.progress import LazyProgress
+    from hyperlake.commands.output import ProgressBar
     from hyperlake.pipelines.funding import run_funding
     from hyperlake.pipelines.settings import SourceSettings
 
     settings = SourceSettings.from_env()
     job = build_job(args, settings)
-    progress = LazyProgress(f"funding {len(job.markets)} coins")
+    progress = ProgressBar(f"funding {len(job.markets)} coins")
     try:
         summary = run_funding(job, settings, on_progress=progress)
     finally:
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(summary: FundingSummary, as_json: bool) -> None:
-    from hyperlake.net.progress import summary_line
+    from hyperlake.commands.output import summary_line
 
     data = summary.as_dict()
     if as_json:

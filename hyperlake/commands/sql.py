@@ -66,8 +66,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperlake.lake.catalog import connect, existing_lake
-    from hyperlake.lake.sql_output import run_query, write_result
+    from hyperlake.query.catalog import connect, existing_lake
+    from hyperlake.query.sql_output import run_query, write_result
 
     con = connect(existing_lake(args.lake))
     try:

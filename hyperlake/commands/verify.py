@@ -3,7 +3,7 @@
 A quant wants one command that says whether the data can be trusted before a
 backtest: what is covered, what failed, what was never fetched, and whether any row
 is duplicated, misplaced or nonsensical. The checks live in
-``hyperlake.lake.verify``; this module parses arguments, prints a table per series
+``hyperlake.verify``; this module parses arguments, prints a table per series
 (or one JSON object) and turns the verdict into the exit status.
 """
 
@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from hyperlake.schemas.vocabulary import DATASETS
+
 if TYPE_CHECKING:
-    from hyperlake.lake.verify import Finding, LakeReport, SeriesReport
+    from hyperlake.verify.report import Finding, LakeReport, SeriesReport
 
 EXIT_VIOLATIONS = 1
 SHOWN_KEYS = 3  # offending keys per check in the table (--json has more)
@@ -45,7 +47,7 @@ def register(sub: Any) -> None:
     p.add_argument("--market", help="only this market (as in the lake; case-insensitive if "
                    "unambiguous)")
     p.add_argument("--interval", help="only this interval, e.g. 1m")
-    p.add_argument("--dataset", choices=("candles", "funding"),
+    p.add_argument("--dataset", choices=DATASETS,
                    help="only this dataset (default both)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: the series reports with counts and the "
@@ -54,11 +56,11 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hyperlake.commands.output import summary_line
     from hyperlake.lake.paths import lake_root
-    from hyperlake.lake.verify import verify_lake
-    from hyperlake.net.progress import summary_line
+    from hyperlake.verify import verify_lake
 
-    datasets = (args.dataset,) if args.dataset else ("candles", "funding")
+    datasets = (args.dataset,) if args.dataset else DATASETS
     report = verify_lake(lake_root(args.lake), datasets, args.market, args.interval)
     print(summary_line(**report.to_dict()) if args.json else render(report))
     return EXIT_VIOLATIONS if report.violations else 0
@@ -79,7 +81,8 @@ def render(report: LakeReport) -> str:
 
 
 def series_lines(s: SeriesReport) -> list[str]:
-    from hyperlake.lake.verify import bucket_count, extent_dict
+    from hyperlake.lake.ranges import buckets_in
+    from hyperlake.verify.buckets import extent_dict
 
     interval = s.sid.interval
     verdict = "FAIL" if s.violations else "ok"
@@ -90,8 +93,8 @@ def series_lines(s: SeriesReport) -> list[str]:
     for state in s.sources:
         lines.append(f"  source    {state.source:<12} "
                      f"{_extent(extent_dict(state.covered, interval))}; "
-                     f"{bucket_count(state.pending, interval)} pending, "
-                     f"{bucket_count(state.failed, interval)} failed")
+                     f"{buckets_in(state.pending, interval)} pending, "
+                     f"{buckets_in(state.failed, interval)} failed")
     if s.rows_by_source:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(s.rows_by_source.items()))
         lines.append(f"  rows      by source: {counts}")

@@ -30,7 +30,7 @@ import orjson
 from hyperlake.emulator.config import RESET_MARKER, ClockConfig, EmulatorConfig, FaultRule
 from hyperlake.emulator.dwellir import DwellirIndex
 from hyperlake.emulator.info_api import HydromancerInfo, HyperliquidInfo, parse_body
-from hyperlake.emulator.ratelimit import TokenBucket, WeightLimiter, client_ip
+from hyperlake.emulator.ratelimit import WeightLimiter, client_ip
 from hyperlake.emulator.replies import (
     JSON,
     METHOD_NOT_ALLOWED,
@@ -43,10 +43,10 @@ from hyperlake.emulator.replies import (
 )
 from hyperlake.emulator.state import EmulatorState
 from hyperlake.emulator.ws import serve_websocket
+from hyperlake.net.pacing import TokenBucket
+from hyperlake.schemas.exchange import HYDROMANCER_WEIGHT, INFO_BASE_WEIGHT
 
 CONFIG_ENV = "HYPERLAKE_EMULATOR_CONFIG"
-INFO_BASE_WEIGHT = 20
-HYDROMANCER_WEIGHT = 20
 DWELLIR_PREFIX = "/dwellir/"
 DWELLIR_SUFFIX = "/v1/candles"
 _BAD_GATEWAY = Reply(502, b"<html><head><title>502 Bad Gateway</title></head><body>"

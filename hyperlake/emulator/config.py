@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
+from hyperlake.schemas.exchange import DWELLIR_PLANS
+
 #: Dwellir plan ceilings, requests per second (404s count too).
-DWELLIR_PLANS: dict[str, int] = {"free": 20, "developer": 100, "growth": 500, "scale": 5000}
 #: Where the emulator's Dwellir archive begins.
-DWELLIR_ARCHIVE_FLOOR_MS = 1_753_603_200_000  # 2025-07-27T08:00:00Z
 
 #: Fault kinds and what they do. The stream-level ones (timeout, truncated, stream_reset)
 #: need the fault gateway in front of the server to become real resets (see RESET_MARKER).

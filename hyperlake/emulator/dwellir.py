@@ -10,10 +10,10 @@ import datetime as dt
 from typing import Any
 from urllib.parse import unquote
 
-from hyperlake.emulator.config import DWELLIR_ARCHIVE_FLOOR_MS
 from hyperlake.emulator.market import Candle, Market, format_decimal
 from hyperlake.emulator.replies import Reply, json_reply
 from hyperlake.emulator.universe import Instrument
+from hyperlake.schemas.exchange import DWELLIR_FLOOR_MS
 from hyperlake.schemas.intervals import DWELLIR_INTERVALS, is_aligned
 
 EMPTY_BUCKET = json_reply({"error": "no candle for this bucket"}, status=404)
@@ -84,7 +84,7 @@ class DwellirIndex:
                          "2026-03-30T23:00:00Z")
         if not is_aligned(t, interval):
             return error(f"time {time_text} is not aligned to a {interval} bucket")
-        if t < DWELLIR_ARCHIVE_FLOOR_MS:
+        if t < DWELLIR_FLOOR_MS:
             return error("time is before the archive floor 2025-07-27T08:00:00Z")
         inst = self.universe.get(market)
         if inst is None:

@@ -20,6 +20,7 @@ from hyperlake.emulator.replies import (
     json_reply,
 )
 from hyperlake.emulator.universe import HIP3_DEX, Instrument
+from hyperlake.schemas.exchange import FUNDING_PAGE_ROWS, SNAPSHOT_MAX_CANDLES
 from hyperlake.schemas.intervals import (
     HYDROMANCER_INTERVALS,
     HYPERLIQUID_INTERVALS,
@@ -27,8 +28,6 @@ from hyperlake.schemas.intervals import (
     shift_buckets,
 )
 
-MAX_CANDLES = 5000
-MAX_FUNDING_ROWS = 500
 #: Hydromancer has no quote volume for candles older than this (its ``q`` is null).
 HYDROMANCER_QUOTE_FROM_MS = 1_704_067_200_000  # 2024-01-01
 _U64_MAX = 2**64 - 1
@@ -156,10 +155,10 @@ class HyperliquidInfo:
             return NULL_500
         # Only the most recent 5000 candles of an interval exist.
         current = bucket_start(now_ms, interval)
-        horizon = shift_buckets(current, interval, -(MAX_CANDLES - 1))
+        horizon = shift_buckets(current, interval, -(SNAPSHOT_MAX_CANDLES - 1))
         first = max(bucket_start(start, interval), horizon)
         last = min(bucket_start(end, interval), current)
-        candles = self.market.candles(coin, interval, first, last, now_ms, MAX_CANDLES)
+        candles = self.market.candles(coin, interval, first, last, now_ms, SNAPSHOT_MAX_CANDLES)
         body = [native_candle(c, inst, interval) for c in candles]
         return json_reply(body, weight=len(body) // 60)
 
@@ -187,17 +186,17 @@ class HyperliquidInfo:
             *(r for r in recorded if start <= r["time"] <= end),
             *self._model_rows(inst, max(start, after), end),
         ]
-        return rows[:MAX_FUNDING_ROWS]
+        return rows[:FUNDING_PAGE_ROWS]
 
     def _model_rows(self, inst: Instrument, start: int, end: int) -> list[dict[str, Any]]:
         if end < start:
             return []
-        hours = self.market.funding_hours(inst, start, end, limit=MAX_FUNDING_ROWS + 1)
+        hours = self.market.funding_hours(inst, start, end, limit=FUNDING_PAGE_ROWS + 1)
         rows = []
         for f in self.market.funding(inst, hours):
             if start <= f.time_ms <= end:
                 rows.append(funding_row(f, inst.name, self._nan_premium(f.hour_ms)))
-        return rows[:MAX_FUNDING_ROWS]
+        return rows[:FUNDING_PAGE_ROWS]
 
     def _nan_premium(self, hour_ms: int) -> bool:
         every = self.funding_nan_every
@@ -282,13 +281,13 @@ class HydromancerInfo:
             return hydromancer_error("Invalid interval")
         try:
             start, end = _uint(req["startTime"]), _uint(req["endTime"])
-            limit = _uint(req.get("limit", MAX_CANDLES))
+            limit = _uint(req.get("limit", SNAPSHOT_MAX_CANDLES))
         except Invalid:
             return hydromancer_error("startTime, endTime and limit must be non-negative integers")
         if end <= start:
             return hydromancer_error("endTime must be greater than startTime")
-        if not 1 <= limit <= MAX_CANDLES:
-            return hydromancer_error(f"limit must be between 1 and {MAX_CANDLES}")
+        if not 1 <= limit <= SNAPSHOT_MAX_CANDLES:
+            return hydromancer_error(f"limit must be between 1 and {SNAPSHOT_MAX_CANDLES}")
         inst = self.universe.get(coin)
         if inst is None:
             return hydromancer_error(f"Unknown coin: {coin}", 404)

@@ -24,13 +24,13 @@ import numpy as np
 import numpy.typing as npt
 
 from hyperlake.emulator.universe import Instrument, Universe, load_universe
+from hyperlake.schemas.exchange import HOURLY_FUNDING_FROM_MS
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, bucket_start, next_bucket
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 #: Hyperliquid funded every 8 hours before this instant and hourly from it on.
-HOURLY_FUNDING_FROM_MS = 1_686_182_400_000  # 2023-06-08T00:00:00Z
 _M64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 

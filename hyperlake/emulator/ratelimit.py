@@ -3,34 +3,7 @@ Dwellir-style requests per second. Both are token buckets on the monotonic clock
 
 from __future__ import annotations
 
-import time
-
-
-class TokenBucket:
-    """``capacity`` tokens, refilled at ``per_second``. A request needs ``cost``
-    tokens available; charges after the fact may drive the balance negative,
-    as Hyperliquid charges response-size weight after answering."""
-
-    def __init__(self, capacity: float, per_second: float) -> None:
-        self.capacity = capacity
-        self.per_second = per_second
-        self.tokens = capacity
-        self.updated = time.monotonic()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
-        self.updated = now
-
-    def try_take(self, cost: float) -> bool:
-        self._refill()
-        if self.tokens < cost:
-            return False
-        self.tokens -= cost
-        return True
-
-    def charge(self, cost: float) -> None:
-        self.tokens -= cost
+from hyperlake.net.pacing import TokenBucket
 
 
 class WeightLimiter:
@@ -43,7 +16,7 @@ class WeightLimiter:
     def bucket(self, client: str) -> TokenBucket:
         found = self._buckets.get(client)
         if found is None:
-            found = self._buckets[client] = TokenBucket(self.per_minute, self.per_minute / 60)
+            found = self._buckets[client] = TokenBucket(self.per_minute / 60, self.per_minute)
         return found
 
 

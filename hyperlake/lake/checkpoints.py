@@ -13,45 +13,27 @@ Order of a commit (each step atomic):
   2. the part file,
   3. removal of older ledger entries the span has now fetched.
 A crash between steps only makes the next run fetch something again.
+
+Compaction consumes parts; before it deletes them it records their spans as
+coverage markers (``_state/coverage/…/covered-<a>-<b>``, empty files named for the
+span), so what was covered stays known after the parts are gone.
 """
 
 from __future__ import annotations
 
-import re
-import time
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from hyperlake.lake.atomic import remove_durably, write_bytes_atomic, write_parquet_atomic
-from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.atomic import atomic_path, fsync_dir, remove_durably, write_parquet_atomic
+from hyperlake.lake.ledger import Failure, Gap, GapLedger
+from hyperlake.lake.paths import COVERED, JOB, PART, LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
 
-PART_RE = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
-GAP_RE = re.compile(r"^gap-(\d+)-(\d+)\.json$")
-COVERED_RE = re.compile(r"^covered-(\d+)-(\d+)$")
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
-
-
-@dataclass(frozen=True)
-class SeriesKey:
-    dataset: str  # "candles" | "funding"
-    source: str
-    market: str
-    interval: str
-
-    def describe(self) -> str:
-        return f"{self.dataset} {self.source} {self.market} {self.interval}"
-
-
-@dataclass(frozen=True)
-class Gap:
-    span: Span
-    path: Path
-    info: dict[str, Any]
 
 
 class Series:
@@ -60,64 +42,61 @@ class Series:
     def __init__(self, paths: LakePaths, key: SeriesKey) -> None:
         self.paths = paths
         self.key = key
-        self.folder = paths.checkpoint_series(key.dataset, key.source, key.market, key.interval)
-        self.ledger = paths.gap_ledger(key.dataset, key.source, key.market, key.interval)
-        self.coverage_folder = paths.coverage(key.dataset, key.source, key.market, key.interval)
+        self.folder = paths.checkpoint_series(key)
+        self.ledger = GapLedger(paths.gap_ledger(key), key.describe())
+        self.coverage_folder = paths.coverage(key)
 
     def job_folder(self, want: Span) -> Path:
-        return self.folder / f"job-{want.start}-{want.end}"
+        return self.folder / JOB.spell(want)
 
     def parts(self) -> list[tuple[Span, Path]]:
         found = []
         if self.folder.exists():
-            for path in self.folder.glob("job-*/*/part-*.parquet"):
-                match = PART_RE.match(path.name)
-                if match:
-                    found.append((Span(int(match[1]), int(match[2])), path))
+            for path in self.folder.glob(f"{JOB.prefix}*/*/{PART.prefix}*{PART.suffix}"):
+                span = PART.parse(path.name)
+                if span is not None:
+                    found.append((span, path))
         return sorted(found)
 
     def compacted(self) -> RangeSet:
         spans = []
         if self.coverage_folder.exists():
             for path in self.coverage_folder.iterdir():
-                match = COVERED_RE.match(path.name)
-                if match:
-                    spans.append(Span(int(match[1]), int(match[2])))
+                span = COVERED.parse(path.name)
+                if span is not None:
+                    spans.append(span)
         return RangeSet(spans)
 
     def gaps(self) -> list[Gap]:
-        found = []
-        if self.ledger.exists():
-            for path in self.ledger.iterdir():
-                match = GAP_RE.match(path.name)
-                if match:
-                    found.append(Gap(Span(int(match[1]), int(match[2])), path,
-                                     _read_json(path)))
-        return sorted(found, key=lambda g: g.span)
+        return self.ledger.entries()
 
     def covered(self) -> RangeSet:
         return RangeSet(span for span, _ in self.parts()).union(self.compacted())
 
     def done(self) -> RangeSet:
         """Buckets whose rows (or confirmed emptiness) are durable."""
-        return self.covered().subtract(RangeSet(g.span for g in self.gaps()))
+        return self.covered().subtract(self.ledger.spans())
 
     def missing(self, want: Span) -> RangeSet:
         return RangeSet([want]).subtract(self.done())
 
+    def record_coverage(self, spans: Iterable[Span]) -> None:
+        """Fold ``spans`` into the coverage markers (names state the spans)."""
+        folder = self.coverage_folder
+        folder.mkdir(parents=True, exist_ok=True)
+        old = [p for p in folder.iterdir() if COVERED.parse(p.name) is not None]
+        merged = self.compacted().union(RangeSet(spans))
+        wanted = {COVERED.spell(s) for s in merged}
+        for name in sorted(wanted - {p.name for p in old}):
+            with atomic_path(folder / name) as tmp:
+                tmp.write_bytes(b"")
+        remove_durably([p for p in old if p.name not in wanted])
+        fsync_dir(folder)
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-@dataclass(frozen=True)
-class Failure:
-    span: Span
-    reason: str
+    def read_parts(self, schema: pa.Schema) -> pa.Table:
+        """Every row of every part, as written (duplicates included)."""
+        tables = [pq.read_table(path) for _, path in self.parts()]
+        return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 class ShardWriter:
@@ -129,35 +108,8 @@ class ShardWriter:
 
     def commit(self, span: Span, table: pa.Table, failures: list[Failure]) -> Path:
         for failure in failures:
-            self._record_failure(failure)
-        part = self.folder / f"part-{span.start}-{span.end}.parquet"
+            self.series.ledger.record(failure)
+        part = self.folder / PART.spell(span)
         write_parquet_atomic(part, table, **PARQUET_OPTIONS)
-        self._clear_fetched_gaps(span, {f.span for f in failures})
+        self.series.ledger.clear(span, {f.span for f in failures})
         return part
-
-    def _record_failure(self, failure: Failure) -> None:
-        path = self.series.ledger / f"gap-{failure.span.start}-{failure.span.end}.json"
-        previous = _read_json(path) if path.exists() else {}
-        now = int(time.time() * 1000)
-        entry = {
-            "series": self.series.key.describe(),
-            "start": failure.span.start,
-            "end": failure.span.end,
-            "reason": failure.reason,
-            "runs": int(previous.get("runs", 0)) + 1,
-            "first_failed_at": previous.get("first_failed_at", now),
-            "last_failed_at": now,
-        }
-        write_bytes_atomic(path, orjson.dumps(entry, option=orjson.OPT_INDENT_2))
-
-    def _clear_fetched_gaps(self, span: Span, still_failed: set[Span]) -> None:
-        stale = []
-        for gap in self.series.gaps():
-            if gap.span in still_failed or not gap.span.overlaps(span):
-                continue
-            for rest in RangeSet([gap.span]).subtract(RangeSet([span])):
-                path = self.series.ledger / f"gap-{rest.start}-{rest.end}.json"
-                write_bytes_atomic(path, orjson.dumps({**gap.info, "start": rest.start,
-                                                       "end": rest.end}))
-            stale.append(gap.path)
-        remove_durably(stale)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,14 +29,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hyperlake.lake.atomic import atomic_path, fsync_dir, remove_durably
-from hyperlake.lake.checkpoints import COVERED_RE, Series
-from hyperlake.lake.ranges import RangeSet, Span
-from hyperlake.schemas.candles import CANDLE_SCHEMA, TS
-from hyperlake.schemas.funding import FUNDING_SCHEMA
+from hyperlake.lake.atomic import atomic_path, remove_durably
+from hyperlake.lake.checkpoints import Series
+from hyperlake.lake.paths import JOB, LAKE_FILE, PART
+from hyperlake.lake.ranges import Span
+from hyperlake.schemas.datasets import DatasetSpec
 from hyperlake.schemas.intervals import DAY_MS
+from hyperlake.schemas.records import TS
 
-LAKE_FILE = "part-0.parquet"
 ROW_GROUP_ROWS = 32_768
 LAKE_WRITE_OPTIONS: dict[str, object] = {
     "compression": "zstd",
@@ -49,25 +49,6 @@ LAKE_WRITE_OPTIONS: dict[str, object] = {
 
 class CompactionError(RuntimeError):
     """A check before the swap failed: nothing was replaced."""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    key: str  # the per-row key within (market, interval)
-    checkpoint_schema: pa.Schema
-    closed_column: str | None  # candles: x
-
-    @property
-    def lake_schema(self) -> pa.Schema:
-        """Files carry no market/interval column: the partition path holds them."""
-        drop = {"market", "interval"}
-        return pa.schema([f for f in self.checkpoint_schema if f.name not in drop])
-
-
-CANDLES = DatasetSpec("candles", "t", CANDLE_SCHEMA, "x")
-FUNDING = DatasetSpec("funding", "time", FUNDING_SCHEMA, None)
-DATASETS = {spec.name: spec for spec in (CANDLES, FUNDING)}
 
 
 @dataclass
@@ -202,20 +183,6 @@ def _same_bytes(a: Path, b: Path) -> bool:
     return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
 
 
-def record_coverage(series: Series, spans: Iterable[Span]) -> None:
-    """Fold ``spans`` into the series' coverage markers (names state the spans)."""
-    folder = series.coverage_folder
-    folder.mkdir(parents=True, exist_ok=True)
-    old = [p for p in folder.iterdir() if COVERED_RE.match(p.name)]
-    merged = series.compacted().union(RangeSet(spans))
-    wanted = {f"covered-{s.start}-{s.end}" for s in merged}
-    for name in sorted(wanted - {p.name for p in old}):
-        with atomic_path(folder / name) as tmp:
-            tmp.write_bytes(b"")
-    remove_durably([p for p in old if p.name not in wanted])
-    fsync_dir(folder)
-
-
 def compact_group(partition_folder: Callable[[str], Path], series_list: list[Series],
                   spec: DatasetSpec, precedence: tuple[str, ...],
                   stats: CompactionStats) -> bool:
@@ -245,7 +212,7 @@ def compact_group(partition_folder: Callable[[str], Path], series_list: list[Ser
         consumed = series.parts()
         if not consumed:
             continue
-        record_coverage(series, (span for span, _ in consumed))
+        series.record_coverage(span for span, _ in consumed)
         remove_durably([path for _, path in consumed])
         stats.parts_consumed += len(consumed)
         _remove_empty_jobs(series.folder)
@@ -256,8 +223,8 @@ def _remove_empty_jobs(folder: Path) -> None:
     """Drop job folders whose parts are all consumed (job.json is only informational)."""
     if not folder.exists():
         return
-    for job in folder.glob("job-*"):
-        if any(job.rglob("part-*.parquet")):
+    for job in folder.glob(f"{JOB.prefix}*"):
+        if any(job.rglob(f"{PART.prefix}*{PART.suffix}")):
             continue
         for path in sorted(job.rglob("*"), key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):

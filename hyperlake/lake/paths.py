@@ -1,11 +1,13 @@
-"""Every path of the lake is spelled here, and only here.
+"""Every path of the lake is spelled here, and parsed here: one owner, both directions.
 
 Layout under the lake root (default ``./data``):
 
     candles/market=BTC/interval=1m/date=2026-03-30/part-0.parquet
     funding/market=BTC/interval=1h/date=2026-03-30/part-0.parquet
-    _checkpoints/<dataset>/<source>/market=…/interval=…/job-<start>-<end>/…
-    _state/…   gap ledger, coverage, universe snapshots, the writer lock
+    _checkpoints/<dataset>/<source>/market=…/interval=…/job-<start>-<end>/<shard>/part-<a>-<b>.parquet
+    _state/gaps/<dataset>/<source>/market=…/interval=…/gap-<a>-<b>.json
+    _state/coverage/<dataset>/<source>/market=…/interval=…/covered-<a>-<b>
+    _state/universe/…   _state/writer.lock
 
 Partition values are URL-encoded (``:`` → ``%3A``, ``@107`` → ``%40107``); DuckDB,
 polars and pyarrow decode them. Values that differ only in
@@ -14,18 +16,32 @@ well: lowercase letters in market names (``kPEPE`` → ``%6BPEPE``; ``BTC`` stay
 readable; ``xyz:XYZ100`` → ``%78%79%7A%3AXYZ100``) and uppercase letters in interval
 names (``1M`` → ``1%4D``; ``1m`` stays).
 Either rule alone is injective under case-folding.
+
+File names state what they cover: ``part-<a>-<b>.parquet``, ``gap-<a>-<b>.json`` and
+``covered-<a>-<b>`` each name the half-open span [a, b) in epoch ms. A name that does
+not parse (or whose end precedes its start) is not ours: listings skip it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
 from hyperlake.errors import UserError
+from hyperlake.lake.ranges import Span
+from hyperlake.schemas.vocabulary import Dataset
 
 LAKE_ENV = "HYPERLAKE_LAKE"
 DEFAULT_LAKE = "data"
+#: The one file of a compacted partition, and the pattern every reader lists.
+LAKE_FILE = "part-0.parquet"
+LAKE_FILE_GLOB = "part-*.parquet"
+#: Every lake file of a dataset, relative to its folder (``.tmp-*`` never matches).
+DATASET_FILES_GLOB = f"market=*/interval=*/date=*/{LAKE_FILE_GLOB}"
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
@@ -50,6 +66,61 @@ def decode_value(text: str) -> str:
     return unquote(text)
 
 
+def _folder_value(folder: Path, key: str) -> str | None:
+    """The decoded value of a ``key=value`` folder, or None when it is not one."""
+    prefix = f"{key}="
+    return decode_value(folder.name[len(prefix):]) if folder.name.startswith(prefix) else None
+
+
+def parse_date_folder(folder: Path) -> dt.date | None:
+    """The date of a ``date=YYYY-MM-DD`` folder, or None when it is not one."""
+    value = _folder_value(folder, "date")
+    try:
+        return None if value is None else dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class SpanFileName:
+    """A family of file names that each state a span: ``<prefix><a>-<b><suffix>``."""
+
+    prefix: str
+    suffix: str
+
+    def spell(self, span: Span) -> str:
+        return f"{self.prefix}{span.start}-{span.end}{self.suffix}"
+
+    def parse(self, name: str) -> Span | None:
+        """The span a name states; None for a name of another kind, or a broken one."""
+        match = re.fullmatch(rf"{re.escape(self.prefix)}(\d+)-(\d+){re.escape(self.suffix)}",
+                             name)
+        if match is None:
+            return None
+        start, end = int(match[1]), int(match[2])
+        return Span(start, end) if start <= end else None
+
+
+PART = SpanFileName("part-", ".parquet")
+GAP = SpanFileName("gap-", ".json")
+COVERED = SpanFileName("covered-", "")
+JOB = SpanFileName("job-", "")
+
+
+@dataclass(frozen=True)
+class SeriesKey:
+    """One extracted series: a dataset, the source its rows came from, a market and
+    an interval (funding: ``1h``)."""
+
+    dataset: Dataset
+    source: str
+    market: str
+    interval: str
+
+    def describe(self) -> str:
+        return f"{self.dataset} {self.source} {self.market} {self.interval}"
+
+
 def lake_root(cli_value: str | None = None) -> Path:
     """``--lake`` beats ``$HYPERLAKE_LAKE`` beats ``./data``."""
     text = cli_value or os.environ.get(LAKE_ENV) or DEFAULT_LAKE
@@ -63,6 +134,8 @@ class LakePaths:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    # -- spelling ----------------------------------------------------------------------
+
     @property
     def state(self) -> Path:
         return self.root / "_state"
@@ -71,26 +144,99 @@ class LakePaths:
     def lock_file(self) -> Path:
         return self.state / "writer.lock"
 
-    def dataset(self, name: str) -> Path:
+    def dataset(self, name: Dataset) -> Path:
         return self.root / name
 
-    def partition(self, dataset: str, market: str, interval: str, date: str) -> Path:
+    def series_folder(self, dataset: Dataset, market: str, interval: str) -> Path:
+        """The partitions of one (dataset, market, interval) live below this folder."""
         return (self.root / dataset / f"market={encode_market(market)}"
-                / f"interval={encode_interval(interval)}" / f"date={date}")
-
-    def checkpoint_series(self, dataset: str, source: str, market: str, interval: str) -> Path:
-        """All checkpoint jobs of one (dataset, source, market, interval)."""
-        return (self.root / "_checkpoints" / dataset / source / f"market={encode_market(market)}"
                 / f"interval={encode_interval(interval)}")
 
-    def checkpoints(self, dataset: str) -> Path:
+    def partition(self, dataset: Dataset, market: str, interval: str, date: str) -> Path:
+        return self.series_folder(dataset, market, interval) / f"date={date}"
+
+    def checkpoints(self, dataset: Dataset) -> Path:
         return self.root / "_checkpoints" / dataset
 
-    def gap_ledger(self, dataset: str, source: str, market: str, interval: str) -> Path:
-        return (self.state / "gaps" / dataset / source / f"market={encode_market(market)}"
-                / f"interval={encode_interval(interval)}")
+    def checkpoint_series(self, key: SeriesKey) -> Path:
+        """All checkpoint jobs of one series."""
+        return self.checkpoints(key.dataset) / key.source / _series_tail(key)
 
-    def coverage(self, dataset: str, source: str, market: str, interval: str) -> Path:
+    def gaps(self, dataset: Dataset) -> Path:
+        return self.state / "gaps" / dataset
+
+    def gap_ledger(self, key: SeriesKey) -> Path:
+        return self.gaps(key.dataset) / key.source / _series_tail(key)
+
+    def coverages(self, dataset: Dataset) -> Path:
+        return self.state / "coverage" / dataset
+
+    def coverage(self, key: SeriesKey) -> Path:
         """Coverage that outlives consumed checkpoints (written by compaction)."""
-        return (self.state / "coverage" / dataset / source / f"market={encode_market(market)}"
-                / f"interval={encode_interval(interval)}")
+        return self.coverages(key.dataset) / key.source / _series_tail(key)
+
+    # -- parsing -----------------------------------------------------------------------
+
+    def markets(self, dataset: Dataset) -> list[str]:
+        """The markets with a partition folder in ``dataset``, sorted."""
+        return _values(self.dataset(dataset), "market")
+
+    def intervals(self, dataset: Dataset, market: str) -> list[str]:
+        folder = self.dataset(dataset) / f"market={encode_market(market)}"
+        return _values(folder, "interval")
+
+    def lake_series(self, dataset: Dataset) -> list[tuple[str, str]]:
+        """(market, interval) of every ``market=…/interval=…`` folder of ``dataset``."""
+        return sorted(pair for folder in self.dataset(dataset).glob("market=*/interval=*")
+                      if (pair := _market_interval(folder)) is not None)
+
+    def partitions(self, dataset: Dataset, market: str,
+                   interval: str) -> list[tuple[dt.date | None, Path]]:
+        """Every ``date=`` folder of a series that holds a lake file, sorted by date;
+        a folder whose name is no date comes last, with None."""
+        found = []
+        for folder in self.series_folder(dataset, market, interval).glob("date=*"):
+            if folder.is_dir() and lake_files(folder):
+                found.append((parse_date_folder(folder), folder))
+        return sorted(found, key=lambda item: (item[0] is None, item[0] or dt.date.min,
+                                               item[1]))
+
+    def state_keys(self, dataset: Dataset) -> list[SeriesKey]:
+        """Every series with a checkpoint, coverage or ledger folder, from folder names."""
+        roots = (self.checkpoints(dataset), self.coverages(dataset), self.gaps(dataset))
+        keys = {key for root in roots for key in _keys_under(root, dataset)}
+        return sorted(keys, key=lambda k: (k.source, k.market, k.interval))
+
+    def checkpoint_keys(self, dataset: Dataset) -> list[SeriesKey]:
+        """Every series with a checkpoint folder."""
+        return sorted(_keys_under(self.checkpoints(dataset), dataset),
+                      key=lambda k: (k.source, k.market, k.interval))
+
+
+def lake_files(folder: Path) -> list[Path]:
+    """The lake files of one partition folder (normally just ``part-0.parquet``)."""
+    return sorted(folder.glob(LAKE_FILE_GLOB))
+
+
+def _series_tail(key: SeriesKey) -> Path:
+    return Path(f"market={encode_market(key.market)}") / f"interval={encode_interval(key.interval)}"
+
+
+def _market_interval(folder: Path) -> tuple[str, str] | None:
+    market, interval = _folder_value(folder.parent, "market"), _folder_value(folder, "interval")
+    return None if market is None or interval is None else (market, interval)
+
+
+def _keys_under(root: Path, dataset: Dataset) -> set[SeriesKey]:
+    """Series keys of the ``<source>/market=…/interval=…`` folders below ``root``."""
+    return {SeriesKey(dataset, folder.parent.parent.name, *pair)
+            for folder in root.glob("*/market=*/interval=*")
+            if (pair := _market_interval(folder)) is not None}
+
+
+def _values(folder: Path, key: str) -> list[str]:
+    """Decoded ``key=value`` sub-folder names of ``folder`` (none if it is missing)."""
+    if not folder.is_dir():
+        return []
+    return sorted(value for p in folder.iterdir()
+                  if p.is_dir() and (value := _folder_value(p, key)) is not None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from hyperlake.schemas.intervals import count_buckets
+
 
 @dataclass(frozen=True, order=True)
 class Span:
@@ -94,3 +96,8 @@ def _normalise(spans: Iterable[Span]) -> tuple[Span, ...]:
         else:
             merged.append(span)
     return tuple(merged)
+
+
+def buckets_in(spans: Iterable[Span], interval: str) -> int:
+    """Buckets of ``interval`` opening in the spans."""
+    return sum(count_buckets(s.start, s.end, interval) for s in spans)

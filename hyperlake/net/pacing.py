@@ -1,10 +1,12 @@
-"""A request-weight budget shared by every hyperlake process on the machine.
+"""Token buckets: the one rate limiter, in memory or shared by every process.
 
-Hyperliquid allows 1200 weight per minute per IP address, not per process: two
-``hyperlake`` commands running side by side must split one budget, or both get 429s.
-So the token bucket does not live in memory; it lives in a tiny file, read and
-rewritten under ``fcntl.flock`` on every reservation. A missing or corrupt file
-simply means a full bucket, so deleting the folder is always safe.
+``TokenBucket`` paces one process (a Dwellir worker's requests per second; the
+emulator's budgets use it too). ``SharedWeightBudget`` is the same bucket kept in a
+file: Hyperliquid allows 1200 weight per minute per IP address, not per process, so
+two ``hyperlake`` commands running side by side must split one budget, or both get
+429s. The file is read and rewritten under ``fcntl.flock`` on every reservation. A
+missing or corrupt file simply means a full bucket, so deleting the folder is always
+safe.
 """
 
 from __future__ import annotations
@@ -55,6 +57,46 @@ def default_pacing_folder() -> Path:
     if configured:
         return Path(configured)
     return Path(tempfile.gettempdir()) / f"hyperlake-pacing-{os.getuid()}"
+
+
+def refill(tokens: float, elapsed: float, per_second: float, capacity: float) -> float:
+    """Tokens after ``elapsed`` seconds at ``per_second``, never above ``capacity``
+    (a clock stepping back refills nothing)."""
+    return min(capacity, tokens + max(0.0, elapsed) * per_second)
+
+
+class TokenBucket:
+    """``capacity`` tokens, refilled at ``per_second``, in one process's memory.
+
+    ``try_take`` takes only what is there; ``charge`` takes unconditionally (the
+    balance may go negative, as Hyperliquid charges an answer's weight after it)."""
+
+    def __init__(self, per_second: float, capacity: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self.capacity = capacity
+        self.tokens = capacity
+        self._clock = clock
+        self._updated = clock()
+
+    def available(self) -> float:
+        now = self._clock()
+        self.tokens = refill(self.tokens, now - self._updated, self.per_second, self.capacity)
+        self._updated = now
+        return self.tokens
+
+    def try_take(self, cost: float) -> bool:
+        if self.available() < cost:
+            return False
+        self.tokens -= cost
+        return True
+
+    def charge(self, cost: float) -> None:
+        self.tokens -= cost
+
+    def wait_s(self, cost: float = 1.0) -> float:
+        """Seconds until ``cost`` tokens are there (as of the last ``available``)."""
+        return max(0.0, (cost - self.tokens) / self.per_second)
 
 
 def _encode_state(tokens: float, stamp: float) -> bytes:
@@ -149,8 +191,7 @@ class SharedWeightBudget:
         if stored is None:
             return self.capacity
         tokens, stamp = stored
-        elapsed = max(0.0, now - stamp)  # a clock stepping back refills nothing
-        return min(self.capacity, tokens + elapsed * self._per_second)
+        return refill(tokens, now - stamp, self._per_second, self.capacity)
 
 
 class _LockedBucket:

@@ -10,17 +10,18 @@ from pathlib import Path
 
 from hyperlake.errors import UserError
 from hyperlake.lake.atomic import sweep_temporaries
-from hyperlake.lake.checkpoints import Series, SeriesKey
-from hyperlake.lake.compaction import DATASETS, CompactionStats, compact_group
+from hyperlake.lake.checkpoints import Series
+from hyperlake.lake.compaction import CompactionStats, compact_group
 from hyperlake.lake.lock import LakeLock
-from hyperlake.lake.paths import LakePaths, decode_value
-from hyperlake.schemas.sources import SOURCES
+from hyperlake.lake.paths import LakePaths
+from hyperlake.schemas.datasets import DATASET_SPECS
+from hyperlake.schemas.vocabulary import DATASETS, SOURCES, Dataset
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CompactJob:
     lake: Path
-    datasets: tuple[str, ...] = ("candles", "funding")
+    datasets: tuple[Dataset, ...] = DATASETS
     precedence: tuple[str, ...] = ()  # preferred sources first; empty: latest fetch wins
 
 
@@ -35,18 +36,9 @@ def validate_precedence(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def discover_series(paths: LakePaths, dataset: str) -> list[Series]:
+def discover_series(paths: LakePaths, dataset: Dataset) -> list[Series]:
     """Every (source, market, interval) with a checkpoint folder, from folder names."""
-    found = []
-    root = paths.checkpoints(dataset)
-    if not root.exists():
-        return []
-    for interval_dir in sorted(root.glob("*/market=*/interval=*")):
-        source = interval_dir.parent.parent.name
-        market = decode_value(interval_dir.parent.name.removeprefix("market="))
-        interval = decode_value(interval_dir.name.removeprefix("interval="))
-        found.append(Series(paths, SeriesKey(dataset, source, market, interval)))
-    return found
+    return [Series(paths, key) for key in paths.checkpoint_keys(dataset)]
 
 
 def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
@@ -54,9 +46,9 @@ def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
     started = time.monotonic()
     stats = CompactionStats()
     with LakeLock(paths.lock_file):
-        sweep_temporaries(paths.state / "coverage")  # a run killed mid-marker
         for dataset in job.datasets:
-            spec = DATASETS[dataset]
+            sweep_temporaries(paths.coverages(dataset))  # a run killed mid-marker
+            spec = DATASET_SPECS[dataset]
             sweep_temporaries(paths.dataset(dataset))
             groups: dict[tuple[str, str], list[Series]] = defaultdict(list)
             for series in discover_series(paths, dataset):

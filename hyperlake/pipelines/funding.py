@@ -17,53 +17,53 @@ shares: 20 a request + 1 per 20 rows, 45 reserved and the rest refunded.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
-import orjson
 
 from hyperlake.errors import UserError
-from hyperlake.lake.atomic import sweep_temporaries
-from hyperlake.lake.checkpoints import Failure, Series, SeriesKey, ShardWriter
-from hyperlake.lake.lock import LakeLock
-from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.checkpoints import ShardWriter
+from hyperlake.lake.ledger import Failure
+from hyperlake.lake.paths import SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
-from hyperlake.net.pacing import SharedWeightBudget
-from hyperlake.net.progress import Counters
-from hyperlake.net.retry import Backoff, TransientError, error_for_status
+from hyperlake.net.info import InfoClient, InfoStats, malformed
+from hyperlake.net.retry import TransientError
+from hyperlake.pipelines.runner import Counters, OnProgress, Report, Work, extract
 from hyperlake.pipelines.settings import SourceSettings
-from hyperlake.schemas.candles import InvalidRecord
+from hyperlake.schemas.exchange import FUNDING_PAGE_ROWS, FUNDING_ROWS_PER_WEIGHT
 from hyperlake.schemas.funding import FundingRow, funding_table, parse_funding
 from hyperlake.schemas.intervals import HOUR_MS
-from hyperlake.schemas.sources import ON_500_MODES
+from hyperlake.schemas.records import InvalidRecord
 from hyperlake.schemas.times import format_instant
+from hyperlake.schemas.vocabulary import ON_500_MODES, On500, Source
 
-SOURCE = "hyperliquid"
-PAGE_ROWS = 500
-BASE_WEIGHT = 20
-ROWS_PER_WEIGHT = 20
-MAX_WEIGHT = BASE_WEIGHT + PAGE_ROWS // ROWS_PER_WEIGHT
+SOURCE: Source = "hyperliquid"
+#: The most a page can weigh beyond the base: every row of a full page.
+PAGE_WEIGHT = FUNDING_PAGE_ROWS // FUNDING_ROWS_PER_WEIGHT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FundingJob:
     markets: tuple[str, ...]
     start_ms: int
     end_ms: int
     lake: Path
     hours_per_window: int = 336
-    on_500: str = "empty"
+    on_500: On500 = "empty"
     threads: int = 8
 
     @property
     def span(self) -> Span:
         return Span(self.start_ms, self.end_ms)
+
+    def key(self, market: str) -> SeriesKey:
+        return SeriesKey("funding", SOURCE, market, "1h")
 
 
 @dataclass
@@ -117,10 +117,6 @@ def validate_funding(start_ms: int, end_ms: int, now_ms: int, hours_per_window: 
         raise UserError(f"--on-500 {on_500!r}: expected one of {', '.join(ON_500_MODES)}")
 
 
-class Persistent500(Exception):
-    """The window answered 500 on every attempt."""
-
-
 class SkipCoin(Exception):
     """--on-500 skip-coin: stop working on this coin."""
 
@@ -130,45 +126,24 @@ def hour_windows(span: Span, hours: int) -> list[Span]:
     return [Span(s, min(s + step, span.end)) for s in range(span.start, span.end, step)]
 
 
-@dataclass
-class _Shared:
-    """What the threads of one run share."""
-
-    client: httpx.Client
-    budget: SharedWeightBudget
-    settings: SourceSettings
-    backoff: Backoff
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    counters: Counters = field(default_factory=Counters)
-    weight: float = 0.0
-
-    def count(self, **deltas: float) -> None:
-        with self.lock:
-            for name, value in deltas.items():
-                if name == "weight":
-                    self.weight += value
-                else:
-                    setattr(self.counters, name, getattr(self.counters, name) + value)
-
-
 class CoinRun:
-    def __init__(self, job: FundingJob, market: str, series: Series, shared: _Shared,
-                 on_window: Callable[[], None]) -> None:
+    """One coin's missing windows, in order, through the shared /info client."""
+
+    def __init__(self, job: FundingJob, work: Work, client: InfoClient,
+                 on_window: Callable[[int, bool], None]) -> None:
         self.job = job
-        self.market = market
-        self.series = series
-        self.shared = shared
+        self.work = work
+        self.market = work.key.market
+        self.client = client
         self.on_window = on_window
-        self.writer = ShardWriter(series, series.job_folder(job.span) / "coin")
-        self.outcome = CoinOutcome(market)
-        self.rng = random.Random()
+        self.writer = ShardWriter(work.series, work.series.job_folder(work.want) / "coin")
+        self.outcome = CoinOutcome(self.market)
 
     def run(self) -> CoinOutcome:
         try:
-            for span in self.series.missing(self.job.span):
+            for span in self.work.missing:
                 for window in hour_windows(span, self.job.hours_per_window):
                     self._window(window)
-                    self.on_window()
         except SkipCoin as exc:
             self.outcome.skipped = str(exc)
         return self.outcome
@@ -176,7 +151,10 @@ class CoinRun:
     def _window(self, window: Span) -> None:
         try:
             rows = self._fetch_window(window)
-        except Persistent500:
+        except TransientError as exc:
+            if exc.reason != "http 500":
+                self._commit(window, [], Failure(window, exc.reason))
+                return
             if self.job.on_500 == "split" and len(window) > HOUR_MS:
                 middle = window.start + (len(window) // HOUR_MS // 2) * HOUR_MS
                 self._window(Span(window.start, middle))
@@ -187,9 +165,6 @@ class CoinRun:
                 raise SkipCoin(f"http 500 on {format_instant(window.start)} → "
                                f"{format_instant(window.end)}") from None
             return
-        except TransientError as exc:
-            self._commit(window, [], Failure(window, exc.reason))
-            return
         self._commit(window, rows, None)
 
     def _commit(self, window: Span, rows: list[FundingRow], failure: Failure | None) -> None:
@@ -199,98 +174,95 @@ class CoinRun:
         self.outcome.rows += len(rows)
         if failure:
             self.outcome.failed_windows += 1
-            self.shared.count(failed=1)
+        self.on_window(len(rows), failure is not None)
 
     def _fetch_window(self, window: Span) -> list[FundingRow]:
+        """Every row of the window, paged by the last time + 1 (bounds are inclusive)."""
         rows: dict[int, FundingRow] = {}
         start = window.start
         while True:
-            page = self._request(start, window.end - 1)
+            page = self._page(start, window.end - 1)
             for row in page:
-                if window.start <= row[0] < window.end:
-                    rows[row[0]] = row
-            if len(page) < PAGE_ROWS:
+                if window.start <= row.time < window.end:
+                    rows[row.time] = row
+            if len(page) < FUNDING_PAGE_ROWS:
                 break
-            start = page[-1][0] + 1
-        self.shared.count(fetched=len(rows))
+            start = page[-1].time + 1
         return [rows[t] for t in sorted(rows)]
 
-    def _request(self, start: int, end: int) -> list[FundingRow]:
-        attempt = 0
-        while True:
-            try:
-                return self._request_once(start, end)
-            except TransientError as exc:
-                attempt += 1
-                if self.shared.backoff.exhausted(attempt):
-                    if exc.reason == "http 500":
-                        raise Persistent500 from None
-                    raise
-                self.shared.count(retried=1)
-                time.sleep(self.shared.backoff.delay(attempt - 1, exc.retry_after, self.rng))
-
-    def _request_once(self, start: int, end: int) -> list[FundingRow]:
-        shared = self.shared
-        shared.budget.acquire(MAX_WEIGHT)
-        shared.count(requests=1)
+    def _page(self, start: int, end: int) -> list[FundingRow]:
         body = {"type": "fundingHistory", "coin": self.market, "startTime": start,
                 "endTime": end}
-        try:
-            response = shared.client.post(f"{shared.settings.hyperliquid_url.rstrip('/')}/info",
-                                          content=orjson.dumps(body),
-                                          headers={"content-type": "application/json"})
-        except httpx.TimeoutException:
-            raise TransientError("timeout") from None
-        except httpx.TransportError as exc:
-            raise TransientError(type(exc).__name__) from None
-        error = error_for_status(response.status_code, response.headers.get("retry-after"),
-                                 f"funding {self.market}")
-        if error is not None:
-            shared.budget.refund(MAX_WEIGHT - BASE_WEIGHT)
-            shared.count(weight=BASE_WEIGHT)
-            raise error
-        try:
-            records = orjson.loads(response.content)
-            if not isinstance(records, list):
-                raise TransientError("answer is not a list")
+
+        def decode(answer: Any) -> list[FundingRow]:
+            if not isinstance(answer, list):
+                raise malformed("answer is not a list")
             now = int(time.time() * 1000)
-            rows = [parse_funding(r, self.market, now) for r in records]
-        except (orjson.JSONDecodeError, InvalidRecord) as exc:
-            raise TransientError(f"malformed answer: {exc}") from None
-        weight = BASE_WEIGHT + len(rows) // ROWS_PER_WEIGHT
-        shared.budget.refund(MAX_WEIGHT - weight)
-        shared.count(weight=weight)
-        return rows
+            try:
+                return [parse_funding(record, self.market, now) for record in answer]
+            except InvalidRecord as exc:
+                raise malformed(str(exc)) from None
+
+        return self.client.call(body, what=f"funding {self.market}", decode=decode,
+                                reserve=self.client.endpoint.base_weight + PAGE_WEIGHT,
+                                weigh=lambda rows: len(rows) // FUNDING_ROWS_PER_WEIGHT)
 
 
-def run_funding(job: FundingJob, settings: SourceSettings, backoff: Backoff | None = None,
-                on_progress: Callable[[int, Counters, int], None] | None = None
-                ) -> FundingSummary:
-    paths = LakePaths(job.lake)
-    started = time.monotonic()
-    with LakeLock(paths.lock_file), httpx.Client(timeout=30, verify=settings.verify()) as client:
-        shared = _Shared(client, settings.hyperliquid_budget(), settings,
-                         backoff or settings.backoff())
-        series = {m: Series(paths, SeriesKey("funding", SOURCE, m, "1h")) for m in job.markets}
-        for s in series.values():
-            sweep_temporaries(s.folder)
-            sweep_temporaries(s.ledger)
-        total = sum(len(hour_windows(span, job.hours_per_window))
-                    for s in series.values() for span in s.missing(job.span))
-        done = [0]
+class FundingFetch:
+    """The runner's fetch for funding: coins in threads, windows in order per coin."""
 
-        def window_done() -> None:
-            with shared.lock:
-                done[0] += 1
-                if on_progress is not None:
-                    on_progress(total, shared.counters, done[0])
+    def __init__(self, job: FundingJob, settings: SourceSettings) -> None:
+        self.job = job
+        self.settings = settings
+        self.stats = InfoStats()
+        self.outcomes: dict[str, CoinOutcome] = {}
 
-        runs = [CoinRun(job, m, series[m], shared, window_done) for m in job.markets]
-        with ThreadPoolExecutor(max_workers=max(1, job.threads)) as pool:
-            outcomes = list(pool.map(lambda run: run.run(), runs))
-        ledger = RangeSet([job.span])
-        gaps = sum(1 for s in series.values() for g in s.gaps()
-                   if ledger.intersect(RangeSet([g.span])))
+    def units(self, work: Sequence[Work]) -> int:
+        return sum(len(hour_windows(span, self.job.hours_per_window))
+                   for item in work for span in item.missing)
+
+    def __call__(self, work: Sequence[Work], report: Report) -> Counters:
+        lock = threading.Lock()
+        progress = _Progress()
+
+        def window_done(rows: int, failed: bool) -> None:
+            with lock:
+                progress.windows += 1
+                progress.rows += rows
+                progress.failed += failed
+                report(self._counters(progress), progress.windows)
+
+        with httpx.Client(timeout=30, verify=self.settings.verify()) as http:
+            client = InfoClient(self.settings.hyperliquid_info(), http, self.settings.backoff(),
+                                stats=self.stats)
+            runs = [CoinRun(self.job, item, client, window_done) for item in work]
+            with ThreadPoolExecutor(max_workers=max(1, self.job.threads)) as pool:
+                for outcome in pool.map(lambda run: run.run(), runs):
+                    self.outcomes[outcome.market] = outcome
+        return self._counters(progress)
+
+    def _counters(self, progress: _Progress) -> Counters:
+        return Counters(fetched=progress.rows, retried=self.stats.retried,
+                        failed=progress.failed, requests=self.stats.requests)
+
+
+@dataclass
+class _Progress:
+    windows: int = 0
+    rows: int = 0
+    failed: int = 0
+
+
+def run_funding(job: FundingJob, settings: SourceSettings,
+                on_progress: OnProgress | None = None) -> FundingSummary:
+    fetch = FundingFetch(job, settings)
+    result = extract(job.lake, [(job.key(m), job.span) for m in job.markets], fetch,
+                     on_progress)
+    outcomes = [fetch.outcomes.get(m, CoinOutcome(m)) for m in job.markets]
+    counters = result.counters
+    want = RangeSet([job.span])
+    gaps = sum(1 for entries in result.gaps.values() for g in entries
+               if want.intersect(RangeSet([g.span])))
     return FundingSummary(len(job.markets), format_instant(job.start_ms),
-                          format_instant(job.end_ms), outcomes, shared.counters, gaps,
-                          time.monotonic() - started, shared.weight)
+                          format_instant(job.end_ms), outcomes, counters, gaps,
+                          result.seconds, fetch.stats.weight)

@@ -14,11 +14,12 @@ Keys never go on a command line (they would show in ``ps`` and shell history).
 | HYPERLAKE_HYDROMANCER_WEIGHT | 1200 (weight per minute for the key) |
 | HYPERLAKE_NOW | wall clock; an ISO time pins "now" (to match a frozen emulator clock) |
 | HYPERLAKE_BACKOFF_BASE | 0.25 (seconds; retries wait up to base * 2^attempt, full jitter) |
-| HYPERLAKE_MAX_ATTEMPTS | 6 (attempts per request before it goes to the gap ledger) |
+| HYPERLAKE_MAX_ATTEMPTS | 6 (attempts per request before it goes to the gap ledger; 1 to 100) |
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -26,9 +27,20 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from hyperlake.errors import UserError
+from hyperlake.net.info import InfoEndpoint
 from hyperlake.net.pacing import SharedWeightBudget
 from hyperlake.net.retry import Backoff
+from hyperlake.schemas.exchange import (
+    HYDROMANCER_WEIGHT,
+    HYDROMANCER_WEIGHT_PER_MINUTE,
+    HYPERLIQUID_WEIGHT_PER_MINUTE,
+    INFO_BASE_WEIGHT,
+)
 from hyperlake.schemas.times import parse_instant
+
+#: Attempts and backoff beyond these are not a setting but a typo.
+MAX_ATTEMPTS_LIMIT = 100
+MAX_BACKOFF_BASE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -39,8 +51,8 @@ class SourceSettings:
     dwellir_url: str = "https://api-hyperliquid-index.n.dwellir.com"
     dwellir_key: str | None = None
     ca_bundle: str | None = None
-    hyperliquid_weight: float = 1200.0
-    hydromancer_weight: float = 1200.0
+    hyperliquid_weight: float = float(HYPERLIQUID_WEIGHT_PER_MINUTE)
+    hydromancer_weight: float = float(HYDROMANCER_WEIGHT_PER_MINUTE)
     pinned_now_ms: int | None = None
     backoff_base: float = 0.25
     max_attempts: int = 6
@@ -51,19 +63,21 @@ class SourceSettings:
         defaults = cls()
         now_text = env.get("HYPERLAKE_NOW")
         return cls(
-            hyperliquid_url=env.get("HYPERLAKE_HYPERLIQUID_URL", defaults.hyperliquid_url),
-            hydromancer_url=env.get("HYPERLAKE_HYDROMANCER_URL", defaults.hydromancer_url),
+            hyperliquid_url=_url(env, "HYPERLAKE_HYPERLIQUID_URL", defaults.hyperliquid_url),
+            hydromancer_url=_url(env, "HYPERLAKE_HYDROMANCER_URL", defaults.hydromancer_url),
             hydromancer_key=env.get("HYPERLAKE_HYDROMANCER_KEY") or None,
-            dwellir_url=env.get("HYPERLAKE_DWELLIR_URL", defaults.dwellir_url),
+            dwellir_url=_url(env, "HYPERLAKE_DWELLIR_URL", defaults.dwellir_url),
             dwellir_key=env.get("HYPERLAKE_DWELLIR_KEY") or None,
             ca_bundle=env.get("HYPERLAKE_CA_BUNDLE") or None,
-            hyperliquid_weight=_positive(env, "HYPERLAKE_HYPERLIQUID_WEIGHT",
-                                         defaults.hyperliquid_weight),
-            hydromancer_weight=_positive(env, "HYPERLAKE_HYDROMANCER_WEIGHT",
-                                         defaults.hydromancer_weight),
+            hyperliquid_weight=_number(env, "HYPERLAKE_HYPERLIQUID_WEIGHT",
+                                       defaults.hyperliquid_weight, low=1.0),
+            hydromancer_weight=_number(env, "HYPERLAKE_HYDROMANCER_WEIGHT",
+                                       defaults.hydromancer_weight, low=1.0),
             pinned_now_ms=parse_instant(now_text, "HYPERLAKE_NOW") if now_text else None,
-            backoff_base=_positive(env, "HYPERLAKE_BACKOFF_BASE", defaults.backoff_base),
-            max_attempts=int(_positive(env, "HYPERLAKE_MAX_ATTEMPTS", defaults.max_attempts)),
+            backoff_base=_number(env, "HYPERLAKE_BACKOFF_BASE", defaults.backoff_base,
+                                 low=0.001, high=MAX_BACKOFF_BASE_S),
+            max_attempts=_whole(env, "HYPERLAKE_MAX_ATTEMPTS", defaults.max_attempts,
+                                high=MAX_ATTEMPTS_LIMIT),
         )
 
     def hyperliquid_budget(self) -> SharedWeightBudget:
@@ -75,6 +89,19 @@ class SourceSettings:
         host = urlsplit(self.hydromancer_url).netloc
         return SharedWeightBudget(f"hydromancer@{host}", self.hydromancer_weight)
 
+    def hyperliquid_info(self) -> InfoEndpoint:
+        """Hyperliquid's /info: no key, paid from the weight budget of this IP."""
+        return InfoEndpoint(f"{self.hyperliquid_url.rstrip('/')}/info",
+                            budget=self.hyperliquid_budget(), base_weight=INFO_BASE_WEIGHT)
+
+    def hydromancer_info(self) -> InfoEndpoint:
+        """Hydromancer's /info: a Bearer key, a flat weight from the key's budget."""
+        key = self.require("HYPERLAKE_HYDROMANCER_KEY", self.hydromancer_key)
+        return InfoEndpoint(f"{self.hydromancer_url.rstrip('/')}/info",
+                            headers={"authorization": f"Bearer {key}"},
+                            budget=self.hydromancer_budget(), base_weight=HYDROMANCER_WEIGHT,
+                            secrets=(key,))
+
     def backoff(self) -> Backoff:
         return Backoff(base=self.backoff_base, max_attempts=self.max_attempts)
 
@@ -83,6 +110,11 @@ class SourceSettings:
 
     def secrets(self) -> list[str]:
         return [k for k in (self.hydromancer_key, self.dwellir_key) if k]
+
+    def key(self, env_name: str) -> str | None:
+        """The API key held by the environment variable ``env_name``, if it is set."""
+        return {"HYPERLAKE_HYDROMANCER_KEY": self.hydromancer_key,
+                "HYPERLAKE_DWELLIR_KEY": self.dwellir_key}.get(env_name)
 
     def require(self, name: str, value: str | None) -> str:
         if not value:
@@ -94,7 +126,10 @@ class SourceSettings:
         return self.ca_bundle or True
 
 
-def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, *, low: float,
+            high: float = math.inf) -> float:
+    """A finite number in [low, high]; NaN, infinities and the absurd are refused (a
+    NaN budget would silently switch pacing off)."""
     text = env.get(name)
     if text is None:
         return default
@@ -102,6 +137,39 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(text)
     except ValueError:
         raise UserError(f"{name}: {text!r} is not a number") from None
-    if value <= 0:
-        raise UserError(f"{name}: must be positive")
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"{name}: must be a positive number, got {text!r}")
+    if not low <= value <= high:
+        limit = f"between {low:g} and {high:g}" if math.isfinite(high) else f"at least {low:g}"
+        raise UserError(f"{name}: {text!r} is out of range; give a number {limit}")
     return value
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, *, high: int) -> int:
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise UserError(f"{name}: {text!r} is not a whole number") from None
+    if not 1 <= value <= high:
+        raise UserError(f"{name}: {text!r} is out of range; give a whole number between 1 "
+                        f"and {high}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    """An http(s) base URL with a host (and a valid port, if any)."""
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        parts = urlsplit(text.strip())
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise UserError(f"{name}: {text!r} is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"{name}: {text!r} is not an http(s) URL with a host, e.g. "
+                        f"{default}")
+    return text.strip()

@@ -14,14 +14,13 @@ commands that only need names (and offline work against a lake) go on.
 
 from __future__ import annotations
 
-import difflib
 import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeGuard, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,14 +28,16 @@ import orjson
 
 from hyperlake.errors import HyperlakeError, UserError
 from hyperlake.lake.atomic import write_bytes_atomic
+from hyperlake.net.info import ConnectionFailed, InfoClient, InfoEndpoint
 from hyperlake.net.pacing import SharedWeightBudget
-from hyperlake.net.retry import Backoff, TransientError, parse_retry_after, retry_call
+from hyperlake.net.retry import Backoff, TransientError
+from hyperlake.schemas.exchange import INFO_BASE_WEIGHT
+from hyperlake.schemas.names import Ambiguous, NameIndex, NoMatch
 
-KINDS = ("perp", "hip3", "spot")
+Kind = Literal["perp", "hip3", "spot"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
 SNAPSHOT_VERSION = 1
 SNAPSHOT_FOLDER = "universe"
-#: Same prefix as ``hyperlake.lake.atomic``: readers ignore it, sweeps remove it.
-_MAX_SUGGESTIONS = 3
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _T = TypeVar("_T")
 
@@ -51,7 +52,7 @@ class Market:
     ``aliases`` are other exact spellings that mean it (``HYPE/USDC`` for ``@107``)."""
 
     name: str
-    kind: str  # "perp" | "hip3" | "spot"
+    kind: Kind
     delisted: bool
     sz_decimals: int
     aliases: tuple[str, ...] = ()
@@ -59,34 +60,6 @@ class Market:
     @property
     def has_funding(self) -> bool:
         return self.kind != "spot"
-
-
-@dataclass(frozen=True)
-class _Index:
-    exact: dict[str, Market]
-    alias: dict[str, list[Market]]
-    folded: dict[str, list[Market]]
-    spellings: dict[str, list[str]]  # case-folded spelling -> spellings to suggest
-
-
-def _add(table: dict[str, list[Market]], key: str, market: Market) -> None:
-    found = table.setdefault(key, [])
-    if market not in found:
-        found.append(market)
-
-
-def _build_index(markets: tuple[Market, ...]) -> _Index:
-    index = _Index({}, {}, {}, {})
-    for market in markets:
-        index.exact[market.name] = market
-        for spelling in (market.name, *market.aliases):
-            if spelling != market.name:
-                _add(index.alias, spelling, market)
-            _add(index.folded, spelling.casefold(), market)
-            shown = index.spellings.setdefault(spelling.casefold(), [])
-            if spelling not in shown:
-                shown.append(spelling)
-    return index
 
 
 @dataclass(frozen=True)
@@ -105,34 +78,31 @@ class Universe:
             seen.add(market.name)
 
     @cached_property
-    def _index(self) -> _Index:
-        return _build_index(self.markets)
+    def _index(self) -> NameIndex:
+        return NameIndex((m.name for m in self.markets),
+                         {m.name: m.aliases for m in self.markets})
+
+    @cached_property
+    def _by_name(self) -> dict[str, Market]:
+        return {m.name: m for m in self.markets}
 
     def resolve(self, text: str) -> Market:
         """The market ``text`` names: exact spelling first, then any case."""
         key = text.strip()
         if not key:
             raise UserError("market name is empty; give a name such as BTC or HYPE/USDC")
-        index = self._index
-        if key in index.exact:
-            return index.exact[key]
-        for found in (index.alias.get(key), index.folded.get(key.casefold())):
-            if found and len(found) == 1:
-                return found[0]
-            if found:
-                names = ", ".join(m.name for m in found)
-                raise UserError(f"market {text!r} is ambiguous: it matches {names}; "
-                                "type one of them exactly as shown")
-        raise UserError(self._unknown_message(text, key))
-
-    def _unknown_message(self, text: str, key: str) -> str:
-        spellings = self._index.spellings
-        close = difflib.get_close_matches(key.casefold(), list(spellings), n=_MAX_SUGGESTIONS)
-        shown = list(dict.fromkeys(s for folded in close for s in spellings[folded]))
-        if shown:
-            return f"unknown market {text!r}: did you mean {', '.join(shown[:_MAX_SUGGESTIONS])}?"
-        return (f"unknown market {text!r}: no similar name; see the exchange's meta "
-                "(POST /info {\"type\": \"meta\"} or {\"type\": \"spotMeta\"}) for the names")
+        try:
+            return self._by_name[self._index.match(key)]
+        except Ambiguous as exc:
+            raise UserError(f"market {text!r} is ambiguous: it matches {', '.join(exc.names)}; "
+                            "type one of them exactly as shown") from None
+        except NoMatch as exc:
+            if exc.close:
+                raise UserError(f"unknown market {text!r}: did you mean "
+                                f"{', '.join(exc.close)}?") from None
+            raise UserError(f"unknown market {text!r}: no similar name; see the exchange's "
+                            "meta (POST /info {\"type\": \"meta\"} or {\"type\": \"spotMeta\"}) "
+                            "for the names") from None
 
     def resolve_many(self, texts: Iterable[str]) -> list[Market]:
         """Resolve each name; order kept, later duplicates (after resolution) dropped."""
@@ -170,45 +140,19 @@ def public_url(base_url: str) -> str:
 UNIVERSE_BACKOFF = Backoff(base=0.2, cap=5.0, max_attempts=5)
 
 
-#: What an /info metadata request weighs.
-INFO_WEIGHT = 20
-
-
-def _post(client: httpx.Client, base_url: str, body: dict[str, str], what: str, *,
-          budget: SharedWeightBudget | None = None) -> Any:
-    """One /info request; 429/5xx are retried with backoff (they are transient)."""
-
-    def attempt() -> Any:
-        if budget is not None:
-            budget.acquire(INFO_WEIGHT)
-        return _post_once(client, base_url, body, what)
-
+def _post(client: InfoClient, body: dict[str, str], what: str) -> Any:
+    """One /info metadata request through the shared client: transient failures are
+    retried; what still fails names the answer and its source."""
+    source = public_url(client.endpoint.url)
     try:
-        return retry_call(attempt, UNIVERSE_BACKOFF)
-    except TransientError as exc:
-        raise HyperlakeError(f"unexpected {what} answer from {public_url(base_url)}: "
-                             f"{exc.reason} (after {UNIVERSE_BACKOFF.max_attempts} "
-                             "attempts)") from None
-
-
-def _post_once(client: httpx.Client, base_url: str, body: dict[str, str], what: str) -> Any:
-    source = public_url(base_url)
-    try:
-        response = client.post(base_url.rstrip("/") + "/info", json=body)
-    except httpx.TransportError as exc:
+        return client.call(body, what=what, decode=lambda answer: answer)
+    except ConnectionFailed as exc:
         raise ExchangeUnreachable(
-            f"the exchange at {source} could not be reached ({type(exc).__name__}: {exc})"
-        ) from exc
-    if response.status_code in (408, 429) or response.status_code >= 500:
-        raise TransientError(f"HTTP {response.status_code}",
-                             retry_after=parse_retry_after(response.headers.get("retry-after")))
-    if response.status_code != 200:
-        raise HyperlakeError(f"unexpected {what} answer from {source}: "
-                             f"HTTP {response.status_code}")
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError as exc:
-        raise HyperlakeError(f"unexpected {what} answer from {source}: not JSON") from exc
+            f"the exchange at {source} could not be reached ({exc.reason}, after "
+            f"{UNIVERSE_BACKOFF.max_attempts} attempts)") from None
+    except TransientError as exc:
+        raise HyperlakeError(f"unexpected {what} answer from {source}: {exc.reason} (after "
+                             f"{UNIVERSE_BACKOFF.max_attempts} attempts)") from None
 
 
 def _key(obj: Any, key: str, where: str) -> Any:
@@ -305,7 +249,9 @@ def fetch_universe(base_url: str, client: httpx.Client,
     HIP-3 dex, ``spotMeta``, each paid from ``budget`` (the weight all hyperlake
     processes share) when given. Raises ``ExchangeUnreachable`` on a network failure
     and ``HyperlakeError`` on any answer that is not the documented shape."""
-    post = partial(_post, client, base_url, budget=budget)
+    endpoint = InfoEndpoint(f"{base_url.rstrip('/')}/info", budget=budget,
+                            base_weight=INFO_BASE_WEIGHT)
+    post = partial(_post, InfoClient(endpoint, client, UNIVERSE_BACKOFF))
     markets = _parsed(partial(_perp_markets, dex=None), post({"type": "meta"}, "meta"), "meta",
                       base_url)
     dexes = _parsed(_dex_names, post({"type": "perpDexs"}, "perpDexs"), "perpDexs", base_url)
@@ -350,10 +296,16 @@ def _decode_market(row: Any, where: str) -> Market:
     delisted = _key(row, "delisted", where)
     if not isinstance(delisted, bool):
         raise _BadShape(f"{where}.delisted is not a boolean")
-    return Market(_text(_key(row, "name", where), f"{where}.name"),
-                  _text(_key(row, "kind", where), f"{where}.kind"), delisted,
+    kind = _key(row, "kind", where)
+    if not _is_kind(kind):
+        raise _BadShape(f"{where}.kind is not one of {', '.join(KINDS)}")
+    return Market(_text(_key(row, "name", where), f"{where}.name"), kind, delisted,
                   _count(_key(row, "sz_decimals", where), f"{where}.sz_decimals"),
                   tuple(_text(a, f"{where}.aliases") for a in aliases))
+
+
+def _is_kind(value: object) -> TypeGuard[Kind]:
+    return value in KINDS
 
 
 def _decode_snapshot(data: bytes) -> tuple[float, Universe]:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
 from hyperlake.schemas.intervals import next_bucket
-
-TS = pa.timestamp("ms", tz="UTC")
+from hyperlake.schemas.records import TS, InvalidRecord, rows_table
 
 #: Checkpoint rows (the extract → compact contract).
 CANDLE_SCHEMA = pa.schema([
@@ -35,10 +34,6 @@ CANDLE_SCHEMA = pa.schema([
     pa.field("source", pa.string(), nullable=False),
     pa.field("fetched_at", TS, nullable=False),
 ])
-
-
-class InvalidRecord(ValueError):
-    """A record the source sent does not have the documented shape."""
 
 
 def _number(value: Any, name: str) -> float:
@@ -84,8 +79,20 @@ def normalise_keys(record: dict[str, Any]) -> dict[str, Any]:
     return {_LONG_NAMES.get(k, k): v for k, v in record.items()}
 
 
-#: A validated candle: (t, t_close, o, h, l, c, v, q, n, x, fetched_at).
-CandleRow = tuple[int, int, float, float, float, float, float, float | None, int, bool, int]
+class CandleRow(NamedTuple):
+    """A validated candle; times in epoch ms. Field order is the checkpoint's."""
+
+    t: int  # open
+    t_close: int  # next open - 1
+    o: float
+    h: float
+    l: float  # noqa: E741 - the vendors' name
+    c: float
+    v: float
+    q: float | None  # quote volume, when the source has it
+    n: int  # trades
+    x: bool  # closed
+    fetched_at: int
 
 
 def parse_candle(record: dict[str, Any], market: str, interval: str, fetched_at: int,
@@ -113,24 +120,11 @@ def parse_candle(record: dict[str, Any], market: str, interval: str, fetched_at:
     x = rec.get("x") if closed is None else closed
     if not isinstance(x, bool):
         raise InvalidRecord(f"candle closed flag is not a boolean: {x!r}")
-    return (t, t_close, o, h, low, c, v, None if quote is None else _number(quote, "q"), n, x,
-            fetched_at)
-
-
-_COLUMNS = ("t", "t_close", "o", "h", "l", "c", "v", "q", "n", "x", "fetched_at")
-_TYPES = (TS, TS, pa.float64(), pa.float64(), pa.float64(), pa.float64(), pa.float64(),
-          pa.float64(), pa.int64(), pa.bool_(), TS)
+    return CandleRow(t, t_close, o, h, low, c, v, None if quote is None else _number(quote, "q"),
+                     n, x, fetched_at)
 
 
 def candle_table(market: str, interval: str, source: str, rows: list[CandleRow]) -> pa.Table:
     """Rows (in the order given) as a checkpoint table."""
-    count = len(rows)
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(_COLUMNS)
-    data: dict[str, pa.Array] = {
-        "market": pa.array([market] * count, pa.string()),
-        "interval": pa.array([interval] * count, pa.string()),
-    }
-    for name, kind, values in zip(_COLUMNS, _TYPES, columns, strict=True):
-        data[name] = pa.array(values, kind)
-    data["source"] = pa.array([source] * count, pa.string())
-    return pa.table(data, schema=CANDLE_SCHEMA)
+    return rows_table(CANDLE_SCHEMA, CandleRow._fields, rows, market=market, interval=interval,
+                      source=source)

@@ -8,12 +8,15 @@ attach the wrong hour. Rates are float64; the API has sent the string "NaN".
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-from hyperlake.schemas.candles import TS, InvalidRecord
 from hyperlake.schemas.intervals import HOUR_MS
+from hyperlake.schemas.records import TS, InvalidRecord, rows_table
+
+#: A rate per hour times this is its APR (no compounding, as the exchange shows it).
+HOURS_PER_YEAR = 24 * 365
 
 FUNDING_SCHEMA = pa.schema([
     pa.field("market", pa.string(), nullable=False),
@@ -25,8 +28,14 @@ FUNDING_SCHEMA = pa.schema([
     pa.field("fetched_at", TS, nullable=False),
 ])
 
-#: (time, funding_hour, fundingRate, premium, fetched_at)
-FundingRow = tuple[int, int, float, float, int]
+class FundingRow(NamedTuple):
+    """A validated funding row; times in epoch ms."""
+
+    time: int
+    funding_hour: int  # time floored to the hour
+    fundingRate: float
+    premium: float
+    fetched_at: int
 
 
 def _rate(value: Any, name: str) -> float:
@@ -54,19 +63,9 @@ def parse_funding(record: Any, market: str, fetched_at: int) -> FundingRow:
         raise InvalidRecord(f"funding row for {coin!r}, asked for {market!r}")
     if isinstance(time_ms, bool) or not isinstance(time_ms, int) or time_ms < 0:
         raise InvalidRecord(f"funding time is not epoch milliseconds: {time_ms!r}")
-    return (time_ms, time_ms // HOUR_MS * HOUR_MS, rate, premium, fetched_at)
+    return FundingRow(time_ms, time_ms // HOUR_MS * HOUR_MS, rate, premium, fetched_at)
 
 
 def funding_table(market: str, source: str, rows: list[FundingRow]) -> pa.Table:
-    count = len(rows)
-    times, hours, rates, premiums, fetched = (list(c) for c in zip(*rows, strict=True)) if rows \
-        else ([], [], [], [], [])
-    return pa.table({
-        "market": pa.array([market] * count, pa.string()),
-        "time": pa.array(times, TS),
-        "funding_hour": pa.array(hours, TS),
-        "fundingRate": pa.array(rates, pa.float64()),
-        "premium": pa.array(premiums, pa.float64()),
-        "source": pa.array([source] * count, pa.string()),
-        "fetched_at": pa.array(fetched, TS),
-    }, schema=FUNDING_SCHEMA)
+    """Rows (in the order given) as a checkpoint table."""
+    return rows_table(FUNDING_SCHEMA, FundingRow._fields, rows, market=market, source=source)

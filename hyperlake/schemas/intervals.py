@@ -90,12 +90,27 @@ def is_aligned(ms: int, interval: str) -> bool:
     return bucket_start(ms, interval) == ms
 
 
+def first_open(ms: int, interval: str) -> int:
+    """Open time of the first bucket that opens at or after ``ms``."""
+    start = bucket_start(ms, interval)
+    return start if start >= ms else next_bucket(start, interval)
+
+
+def count_buckets(start_ms: int, end_ms: int, interval: str) -> int:
+    """How many buckets of ``interval`` open in [start_ms, end_ms): the one bucket
+    counter (ends need not be aligned; a name that is no interval has none)."""
+    if not is_interval(interval):
+        return 0
+    first = first_open(start_ms, interval)
+    if interval in FIXED_STEP_MS:
+        return max(0, -(-(end_ms - first) // FIXED_STEP_MS[interval]))
+    return len(bucket_opens(start_ms, end_ms, interval))
+
+
 def bucket_opens(start_ms: int, end_ms: int, interval: str) -> list[int]:
     """Open times of the buckets that open in [start_ms, end_ms)."""
     opens: list[int] = []
-    t = bucket_start(start_ms, interval)
-    if t < start_ms:
-        t = next_bucket(t, interval)
+    t = first_open(start_ms, interval)
     while t < end_ms:
         opens.append(t)
         t = next_bucket(t, interval)

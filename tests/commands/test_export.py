@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from hyperlake.cli import main
-from hyperlake.lake.export_csv import CSV_HEADER
+from hyperlake.query.export_csv import CSV_HEADER
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
-from tests.lake.test_catalog_support import T0, Bars, make_bars, odd_names_lake, write_bars
+from tests.query.test_catalog_support import T0, Bars, make_bars, odd_names_lake, write_bars
 
 HEADER = "s,i,t,T,o,h,l,c,v,q,n,x"
 

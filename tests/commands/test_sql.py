@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hyperlake.cli import main
-from tests.lake.test_catalog_support import T0, make_bars, odd_names_lake, write_bars
+from tests.query.test_catalog_support import T0, make_bars, odd_names_lake, write_bars
 
 PER_SERIES = ("SELECT market, interval, count(*) AS bars, min(t) AS first FROM candles "
               "GROUP BY ALL ORDER BY market, interval")

@@ -14,7 +14,7 @@ import pytest
 
 from hyperlake.cli import main
 from hyperlake.emulator.server import Emulator
-from hyperlake.lake.loaders import features
+from hyperlake.query.loaders import features
 
 NOW_ISO = "2026-03-31T00:00:00Z"
 START, END = "2026-03-28T00:00:00Z", "2026-03-31T00:00:00Z"

@@ -21,10 +21,10 @@ import h2.events
 import httpx
 import pytest
 
-from hyperlake.emulator.config import DWELLIR_ARCHIVE_FLOOR_MS
 from hyperlake.emulator.market import Candle, Market
 from hyperlake.emulator.server import Emulator, frozen_config
 from hyperlake.emulator.universe import load_universe
+from hyperlake.schemas.exchange import DWELLIR_FLOOR_MS as DWELLIR_ARCHIVE_FLOOR_MS
 from hyperlake.schemas.intervals import FIXED_STEP_MS, MINUTE_MS, SECOND_MS
 from tests.conftest import DWELLIR_KEY, NOW_MS
 

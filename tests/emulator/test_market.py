@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hyperlake.emulator.market import (
-    HOURLY_FUNDING_FROM_MS,
     Candle,
     Market,
     Trade,
     format_decimal,
 )
+from hyperlake.schemas.exchange import HOURLY_FUNDING_FROM_MS
 from hyperlake.schemas.intervals import (
     DAY_MS,
     HOUR_MS,

@@ -9,9 +9,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from hyperlake.lake import checkpoints
-from hyperlake.lake.checkpoints import Failure, Series, SeriesKey, ShardWriter
-from hyperlake.lake.paths import LakePaths
+from hyperlake.lake import checkpoints, ledger
+from hyperlake.lake.checkpoints import Series, ShardWriter
+from hyperlake.lake.ledger import Failure
+from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
 from hyperlake.schemas.candles import CandleRow, candle_table
 
@@ -26,7 +27,7 @@ def spans(*pairs: tuple[int, int]) -> RangeSet:
 
 def row(second: int) -> CandleRow:
     t = second * S
-    return (t, t + S - 1, 1.0, 2.0, 0.5, 1.5, 3.0, 4.5, 2, True, 0)
+    return CandleRow(t, t + S - 1, 1.0, 2.0, 0.5, 1.5, 3.0, 4.5, 2, True, 0)
 
 
 def table(*seconds: int) -> pa.Table:
@@ -138,7 +139,7 @@ def test_a_crash_before_the_ledger_is_cleared_only_refetches(
     def crash(_: list[Path]) -> None:
         raise OSError("killed")
 
-    monkeypatch.setattr(checkpoints, "remove_durably", crash)
+    monkeypatch.setattr(ledger, "remove_durably", crash)
     with pytest.raises(OSError, match="killed"):
         writer(series, shard=1).commit(Span(3 * S, 5 * S), table(4), [])
 

@@ -23,12 +23,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hyperlake.lake.checkpoints import Series, SeriesKey, ShardWriter
-from hyperlake.lake.compaction import CANDLES, LAKE_FILE, CompactionStats, deduplicate
-from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.checkpoints import Series, ShardWriter
+from hyperlake.lake.compaction import CompactionStats, deduplicate
+from hyperlake.lake.paths import LAKE_FILE, LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
 from hyperlake.pipelines.compact import CompactJob, discover_series, run_compact
 from hyperlake.schemas.candles import CandleRow, candle_table
+from hyperlake.schemas.datasets import CANDLES
 from hyperlake.schemas.funding import FundingRow, funding_table
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS, next_bucket
 
@@ -44,8 +45,8 @@ Sourced = tuple[str, CandleRow]  # (source, row)
 
 def candle(t: int, price: float = 100.0, *, closed: bool = True, fetched: int = FETCH,
            interval: str = "1m") -> CandleRow:
-    return (t, next_bucket(t, interval) - 1, price, price + 1.0, price - 1.0, price + 0.5,
-            2.0, None, 7, closed, fetched)
+    return CandleRow(t, next_bucket(t, interval) - 1, price, price + 1.0, price - 1.0,
+                     price + 0.5, 2.0, None, 7, closed, fetched)
 
 
 def minutes(start: int, end: int, price: float = 100.0, *, fetched: int = FETCH,
@@ -71,12 +72,12 @@ def commit_funding(lake: Path, span: Span, rows: Sequence[FundingRow], *,
 
 
 def funding_rows(start: int, end: int, rate: float, fetched: int) -> list[FundingRow]:
-    return [(h + 17, h, rate + h / HOUR_MS * 1e-9, 0.0001, fetched)
+    return [FundingRow(h + 17, h, rate + h / HOUR_MS * 1e-9, 0.0001, fetched)
             for h in range(start, end, HOUR_MS)]
 
 
 def compact(lake: Path, precedence: tuple[str, ...] = ()) -> CompactionStats:
-    stats, _ = run_compact(CompactJob(lake, precedence=precedence))
+    stats, _ = run_compact(CompactJob(lake=lake, precedence=precedence))
     return stats
 
 
@@ -104,9 +105,10 @@ def as_sourced(table: pa.Table) -> list[Sourced]:
           for name in ("t", "t_close", "fetched_at")}
     cols = {name: table.column(name).to_pylist() for name in ("o", "h", "l", "c", "v", "q",
                                                                "n", "x", "source")}
-    return [(cols["source"][i], (ms["t"][i], ms["t_close"][i], cols["o"][i], cols["h"][i],
-                                 cols["l"][i], cols["c"][i], cols["v"][i], cols["q"][i],
-                                 cols["n"][i], cols["x"][i], ms["fetched_at"][i]))
+    return [(cols["source"][i], CandleRow(ms["t"][i], ms["t_close"][i], cols["o"][i],
+                                          cols["h"][i], cols["l"][i], cols["c"][i],
+                                          cols["v"][i], cols["q"][i], cols["n"][i],
+                                          cols["x"][i], ms["fetched_at"][i]))
             for i in range(table.num_rows)]
 
 
@@ -359,7 +361,7 @@ def test_re_merging_the_same_parts_changes_no_byte(tmp_path: Path) -> None:
 
 def test_re_merging_funding_with_a_nan_premium_leaves_the_partition_alone(
         tmp_path: Path) -> None:
-    rows = [(h + 17, h, 1e-5, float("nan") if h == T0 + 3 * HOUR_MS else 1e-4, FETCH)
+    rows = [FundingRow(h + 17, h, 1e-5, float("nan") if h == T0 + 3 * HOUR_MS else 1e-4, FETCH)
             for h in range(T0, T0 + DAY_MS, HOUR_MS)]
     commit_funding(tmp_path, Span(T0, T0 + DAY_MS), rows)
     aside = tmp_path.parent / f"{tmp_path.name}-aside"
@@ -398,7 +400,7 @@ def test_funding_is_keyed_by_time_and_the_later_fetch_wins(tmp_path: Path) -> No
 
 def covered_names(lake: Path, source: str, market: str = "BTC",
                   interval: str = "1m") -> list[str]:
-    folder = LakePaths(lake).coverage("candles", source, market, interval)
+    folder = LakePaths(lake).coverage(SeriesKey("candles", source, market, interval))
     return sorted(p.name for p in folder.iterdir())
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from hyperlake.lake.checkpoints import Series, SeriesKey, ShardWriter
-from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.checkpoints import Series, ShardWriter
+from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import Span
-from hyperlake.schemas.candles import CANDLE_SCHEMA, TS
+from hyperlake.schemas.candles import CANDLE_SCHEMA
 from hyperlake.schemas.intervals import DAY_MS, SECOND_MS
+from hyperlake.schemas.records import TS
 
 T0 = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 PART_ROWS = 50_000  # what the Dwellir extractor commits at a time
@@ -32,7 +33,7 @@ CHILD = """
 import sys
 from pathlib import Path
 from hyperlake.pipelines.compact import CompactJob, run_compact
-stats, _ = run_compact(CompactJob(Path(sys.argv[1]), datasets=("candles",)))
+stats, _ = run_compact(CompactJob(lake=Path(sys.argv[1]), datasets=("candles",)))
 print(stats.rows_out, stats.parts_consumed)
 """
 LAUNCHER = """

@@ -204,7 +204,8 @@ def test_a_refused_dwellir_key_is_not_in_the_exception(make_emulator: StartEmula
     emu = make_emulator(dwellir_config())
     settings = SourceSettings.from_env(secret_env(emu, WRONG_SECRET))
     span = Span(ms("2026-03-30T04:00:00Z"), ms("2026-03-30T04:00:10Z"))
-    job = CandleJob("dwellir", "BTC", "1s", span.start, span.end, tmp_path / "lake", 1, 1000.0)
+    job = CandleJob(source="dwellir", market="BTC", interval="1s", start_ms=span.start,
+                    end_ms=span.end, lake=tmp_path / "lake", workers=1, rate=1000.0)
 
     with pytest.raises(HyperlakeError) as caught:
         run_job(job, settings)

@@ -180,7 +180,7 @@ def test_a_second_run_on_a_busy_lake_exits_3_and_touches_nothing(emulator: Emula
     assert f"pid {first.pid}" in lines[0]
     assert emulator.stats().get("hydromancer_requests", 0) == 0
     assert not other.folder.exists()
-    assert not other.ledger.exists()
+    assert not other.ledger.folder.exists()
 
     assert first.returncode == 0, stderr
     assert lake_rows(first_series) == list(

@@ -27,11 +27,13 @@ import pyarrow as pa
 from hyperlake.emulator.info_api import HYDROMANCER_QUOTE_FROM_MS
 from hyperlake.emulator.market import Market, format_decimal
 from hyperlake.emulator.server import Emulator
-from hyperlake.lake.checkpoints import Series, SeriesKey
-from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.checkpoints import Series
+from hyperlake.lake.compaction import deduplicate
+from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
-from hyperlake.lake.readers import checkpoint_table, latest_per_key
 from hyperlake.pipelines.universe import load_universe, snapshot_path
+from hyperlake.schemas.candles import CANDLE_SCHEMA
+from hyperlake.schemas.datasets import CANDLES
 from hyperlake.schemas.intervals import bucket_opens
 from hyperlake.schemas.times import format_instant, parse_instant
 from tests.conftest import DWELLIR_KEY, HYDROMANCER_KEY, NOW_MS
@@ -198,9 +200,13 @@ def rows_of(table: pa.Table) -> list[Row]:
     return list(zip(t, o, h, low, c, v, q, n, strict=True))
 
 
+def checkpoint_table(series: Series) -> pa.Table:
+    return series.read_parts(CANDLE_SCHEMA)
+
+
 def lake_rows(series: Series) -> list[Row]:
-    """The series' rows, one per open time (the latest fetch wins), in time order."""
-    return rows_of(latest_per_key(checkpoint_table(series)))
+    """The series' rows, one per open time (as compaction would keep), in time order."""
+    return rows_of(deduplicate(checkpoint_table(series), CANDLES, ()))
 
 
 def raw_open_times(series: Series) -> list[int]:

@@ -30,13 +30,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from hyperlake.lake.checkpoints import COVERED_RE, PART_RE, Series, SeriesKey, ShardWriter
-from hyperlake.lake.compaction import LAKE_FILE
-from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.checkpoints import Series, ShardWriter
+from hyperlake.lake.paths import COVERED, LAKE_FILE, PART, LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
-from hyperlake.schemas.candles import CANDLE_SCHEMA, TS
-from hyperlake.schemas.funding import funding_table
+from hyperlake.schemas.candles import CANDLE_SCHEMA
+from hyperlake.schemas.funding import FundingRow, funding_table
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
+from hyperlake.schemas.records import TS
+from hyperlake.schemas.vocabulary import is_dataset
 
 T0 = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 DAYS = 30
@@ -94,7 +95,8 @@ def candles_for(market: str, source: str, *, fetched: int, seed: int,
 def funding_for(market: str, fetched: int) -> Callable[[Span], pa.Table]:
     def make(span: Span) -> pa.Table:
         return funding_table(market, "hyperliquid", [
-            (h + 3, h, 1e-5 * ((h // HOUR_MS) % 7 - 3) + fetched % 10 * 1e-7, 1e-4, fetched)
+            FundingRow(h + 3, h, 1e-5 * ((h // HOUR_MS) % 7 - 3) + fetched % 10 * 1e-7, 1e-4,
+                       fetched)
             for h in range(span.start, span.end, HOUR_MS)])
     return make
 
@@ -226,6 +228,7 @@ def file_hashes(lake: Path) -> dict[str, str]:
 
 def group_table(lake: Path, dataset: str, market: str, interval: str) -> pa.Table:
     """The lake rows of one (dataset, market, interval), read file by file."""
+    assert is_dataset(dataset)
     folder = LakePaths(lake).partition(dataset, market, interval, "x").parent
     files = sorted(folder.glob(f"date=*/{LAKE_FILE}"))
     if not files:
@@ -273,20 +276,20 @@ def coverage_spans(lake: Path) -> dict[str, RangeSet]:
     out: dict[str, list[Span]] = {}
     root = lake / "_state/coverage"
     for marker in root.rglob("covered-*"):
-        match = COVERED_RE.match(marker.name)
-        assert match, f"stray file in coverage: {marker}"
+        span = COVERED.parse(marker.name)
+        assert span is not None, f"stray file in coverage: {marker}"
         series = str(marker.parent.relative_to(root))
-        out.setdefault(series, []).append(Span(int(match[1]), int(match[2])))
+        out.setdefault(series, []).append(span)
     return {series: RangeSet(spans) for series, spans in out.items()}
 
 
 def committed_spans(template: Template) -> dict[str, RangeSet]:
     out: dict[str, list[Span]] = {}
     for relative in template.parts:
-        match = PART_RE.match(Path(relative).name)
-        assert match
+        span = PART.parse(Path(relative).name)
+        assert span is not None
         folders = Path(relative).parts  # _checkpoints/<dataset>/<source>/market/interval/…
-        out.setdefault("/".join(folders[1:5]), []).append(Span(int(match[1]), int(match[2])))
+        out.setdefault("/".join(folders[1:5]), []).append(span)
     return {series: RangeSet(spans) for series, spans in out.items()}
 
 
@@ -396,7 +399,7 @@ def one_day_lake(lake: Path, fetched: int, seed: int) -> None:
 
 
 def test_a_temporary_left_by_a_kill_before_the_swap_is_not_read(tmp_path: Path) -> None:
-    from hyperlake.lake.catalog import connect
+    from hyperlake.query.catalog import connect
 
     lake = tmp_path / "lake"
     one_day_lake(lake, FETCH, seed=1)

@@ -31,8 +31,8 @@ import pytest
 from hyperlake.cli import main
 from hyperlake.emulator.market import Market
 from hyperlake.emulator.server import Emulator, frozen_config
-from hyperlake.lake.checkpoints import Series, SeriesKey
-from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.checkpoints import Series
+from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
 from hyperlake.net.pacing import SharedWeightBudget
 from hyperlake.pipelines.universe import load_universe

@@ -217,7 +217,7 @@ def test_http_errors_and_non_json_are_hyperlake_errors() -> None:
         return httpx.Response(500, content=b"null")
 
     with httpx.Client(transport=httpx.MockTransport(handler)) as c, \
-            pytest.raises(HyperlakeError, match=r"unexpected meta answer .*HTTP 500"):
+            pytest.raises(HyperlakeError, match=r"unexpected meta answer .*http 500"):
         fetch_universe("https://exchange.test", c)
 
     def text(request: httpx.Request) -> httpx.Response:

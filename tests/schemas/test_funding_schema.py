@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hyperlake.schemas.candles import InvalidRecord
 from hyperlake.schemas.funding import FUNDING_SCHEMA, FundingRow, funding_table, parse_funding
 from hyperlake.schemas.intervals import HOUR_MS
+from hyperlake.schemas.records import InvalidRecord
 from tests.conftest import load_fixture
 
 FETCHED = 1_774_915_200_123

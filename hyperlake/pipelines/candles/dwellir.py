@@ -17,26 +17,35 @@ import os
 import queue as queue_module
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 
-from hyperlake.lake.checkpoints import Failure, Series, SeriesKey, ShardWriter
-from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.checkpoints import Series, ShardWriter
+from hyperlake.lake.ledger import Failure
+from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import Span
 from hyperlake.net.curl import Completed, CurlPool, CurlSettings
-from hyperlake.net.progress import Counters
+from hyperlake.net.pacing import TokenBucket
 from hyperlake.net.redact import redact
 from hyperlake.net.retry import Backoff, TerminalError
-from hyperlake.schemas.candles import CandleRow, InvalidRecord, candle_table, parse_candle
+from hyperlake.pipelines.candles.registry import DWELLIR
+from hyperlake.pipelines.runner import Counters, Report, Work
+from hyperlake.schemas.candles import CandleRow, candle_table, parse_candle
 from hyperlake.schemas.intervals import FIXED_STEP_MS
+from hyperlake.schemas.records import InvalidRecord
+from hyperlake.schemas.vocabulary import Source
+
+if TYPE_CHECKING:  # worker processes import this module: keep httpx out of them
+    from hyperlake.pipelines.candles.job import CandleJob
+    from hyperlake.pipelines.settings import SourceSettings
 
 PENDING, ROW, EMPTY, FAILED = 0, 1, 2, 3
-SOURCE = "dwellir"
-DWELLIR_DEFAULT_RATE = 20  # the Free plan, when neither --rate nor --plan is given
+SOURCE: Source = "dwellir"
 
 
 @dataclass(frozen=True)
@@ -94,26 +103,6 @@ class _Segment:
         return end
 
 
-class _TokenBucket:
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate * 0.05)  # 50 ms of burst keeps the aggregate honest
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
-
-    def available(self) -> int:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        return int(self.tokens)
-
-    def take(self, count: int) -> None:
-        self.tokens -= count
-
-    def wait_s(self) -> float:
-        return max(0.0, (1.0 - self.tokens) / self.rate)
-
-
 _MINUTE_PREFIX: list[Any] = [None, ""]  # (minute number, "2026-03-30T23:00:")
 
 
@@ -153,7 +142,8 @@ class ShardRun:
 
     def run(self) -> Counters:
         pool = CurlPool(self.spec.curl, cleartext_http2=self.url_prefix.startswith("http://"))
-        tokens = _TokenBucket(self.spec.rate)
+        # 50 ms of burst keeps the workers' aggregate honest.
+        tokens = TokenBucket(self.spec.rate, max(1.0, self.spec.rate * 0.05))
         last_flush = last_report = time.monotonic()
         cpu_start = time.process_time()
         try:
@@ -180,7 +170,7 @@ class ShardRun:
         self._report()
         return self.counters
 
-    def _idle_wait(self, tokens: _TokenBucket) -> float:
+    def _idle_wait(self, tokens: TokenBucket) -> float:
         waits = [tokens.wait_s()]
         if self.retries:
             waits.append(self.retries[0][0] - time.monotonic())
@@ -195,8 +185,8 @@ class ShardRun:
 
     # -- submitting ------------------------------------------------------------------
 
-    def _submit(self, pool: CurlPool, tokens: _TokenBucket) -> None:
-        budget = min(pool.free_slots, tokens.available())
+    def _submit(self, pool: CurlPool, tokens: TokenBucket) -> None:
+        budget = min(pool.free_slots, int(tokens.available()))
         if budget <= 0:
             return
         sent = 0
@@ -213,7 +203,7 @@ class ShardRun:
             self._send(pool, self.cursor, seg.submitted)
             seg.submitted += 1
             sent += 1
-        tokens.take(sent)
+        tokens.charge(sent)
 
     def _send(self, pool: CurlPool, seg_index: int, offset: int) -> None:
         open_ms = self.segments[seg_index].open_ms(offset)
@@ -268,9 +258,9 @@ class ShardRun:
         except (orjson.JSONDecodeError, InvalidRecord, TypeError, AttributeError):
             self._retry(seg, seg_index, offset, "malformed body", None)
             return
-        if row[0] != seg.open_ms(offset):
+        if row.t != seg.open_ms(offset):
             self._retry(seg, seg_index, offset, "candle for another bucket", None)
-        elif not row[9]:
+        elif not row.x:
             self._fail(seg, offset, "candle still open")
         else:
             seg.rows[offset] = row
@@ -430,28 +420,44 @@ def _check_alive(processes: list[Any], results: dict[int, ShardResult],
                                               f"{process.exitcode}", False)
 
 
-def fetch_dwellir(job: Any, missing: Any, series: Series, settings: Any,
-                  on_progress: Any) -> Counters:
-    """The job's missing ranges, sharded over ``job.workers`` spawned processes."""
-    key = settings.require("HYPERLAKE_DWELLIR_KEY", settings.dwellir_key)
-    rate = job.rate or float(DWELLIR_DEFAULT_RATE)
-    step = FIXED_STEP_MS[job.interval]
-    shards = split_shards(list(missing), step, job.workers)
-    curl = CurlSettings(ca_bundle=settings.ca_bundle)
-    specs = [
-        ShardSpec(index=i, segments=segments, base_url=settings.dwellir_url, api_key=key,
-                  market=job.market, interval=job.interval, rate=rate / len(shards),
-                  lake_root=str(job.lake), job_folder=str(series.job_folder(job.span)),
-                  curl=curl, backoff=settings.backoff(), parent_pid=os.getpid())
-        for i, segments in enumerate(shards)
-    ]
-    results = run_shards(specs, on_progress)
-    total = Counters()
-    errors = []
-    for result in results:
-        total.merge(result.counters)
-        if result.error:
-            errors.append(result.error)
-    if errors:
-        raise TerminalError("; ".join(sorted(set(errors))))
-    return total
+class DwellirFetch:
+    """The runner's fetch: the missing ranges, sharded over ``job.workers`` spawned
+    processes."""
+
+    def __init__(self, job: CandleJob, settings: SourceSettings) -> None:
+        self.job = job
+        self.settings = settings
+
+    def units(self, work: Sequence[Work]) -> int:
+        return sum(w.buckets() for w in work)
+
+    def __call__(self, work: Sequence[Work], report: Report) -> Counters:
+        key = self.settings.require("HYPERLAKE_DWELLIR_KEY", self.settings.dwellir_key)
+        job = self.job
+        rate = job.rate or float(DWELLIR.rate(None, None) or 1)
+        step = FIXED_STEP_MS[job.interval]
+        (item,) = work  # one series per job
+        shards = split_shards(list(item.missing), step, job.workers)
+        curl = CurlSettings(ca_bundle=self.settings.ca_bundle)
+        specs = [
+            ShardSpec(index=i, segments=segments, base_url=self.settings.dwellir_url,
+                      api_key=key, market=job.market, interval=job.interval,
+                      rate=rate / len(shards), lake_root=str(job.lake),
+                      job_folder=str(item.series.job_folder(item.want)), curl=curl,
+                      backoff=self.settings.backoff(), parent_pid=os.getpid())
+            for i, segments in enumerate(shards)
+        ]
+        results = run_shards(specs, report)
+        total = Counters()
+        errors = []
+        for result in results:
+            total.merge(result.counters)
+            if result.error:
+                errors.append(result.error)
+        if errors:
+            raise TerminalError("; ".join(sorted(set(errors))))
+        return total
+
+
+def fetch(job: CandleJob, settings: SourceSettings) -> DwellirFetch:
+    return DwellirFetch(job, settings)

@@ -6,38 +6,31 @@ from __future__ import annotations
 from typing import Any
 
 from hyperlake.lake.ranges import Span
-from hyperlake.net.pacing import SharedWeightBudget
+from hyperlake.net.info import InfoEndpoint
+from hyperlake.pipelines.candles.job import CandleJob
+from hyperlake.pipelines.candles.snapshot import SnapshotFetch
 from hyperlake.pipelines.settings import SourceSettings
-
-MAX_CANDLES = 5000
-WEIGHT = 20
+from hyperlake.schemas.exchange import SNAPSHOT_MAX_CANDLES
 
 
 class HydromancerSnapshots:
     name = "hydromancer"
-    max_window = MAX_CANDLES
 
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings
-        self.key = settings.require("HYPERLAKE_HYDROMANCER_KEY", settings.hydromancer_key)
 
-    def url(self) -> str:
-        return f"{self.settings.hydromancer_url.rstrip('/')}/info"
-
-    def headers(self) -> dict[str, str]:
-        return {"content-type": "application/json", "authorization": f"Bearer {self.key}"}
+    def endpoint(self) -> InfoEndpoint:
+        return self.settings.hydromancer_info()
 
     def body(self, market: str, interval: str, window: Span) -> dict[str, Any]:
         return {"type": "candleSnapshot", "req": {"coin": market, "interval": interval,
                                                   "startTime": window.start,
                                                   "endTime": window.end,
-                                                  "limit": MAX_CANDLES}}
-
-    def budget(self) -> SharedWeightBudget:
-        return self.settings.hydromancer_budget()
+                                                  "limit": SNAPSHOT_MAX_CANDLES}}
 
     def weight(self, candles: int) -> float:
-        return WEIGHT
+        return 0.0  # a flat weight per request: the endpoint's base
 
-    def secrets(self) -> list[str]:
-        return [self.key]
+
+def fetch(job: CandleJob, settings: SourceSettings) -> SnapshotFetch:
+    return SnapshotFetch(job, HydromancerSnapshots(settings), settings)

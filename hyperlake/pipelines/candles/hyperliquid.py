@@ -6,26 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 from hyperlake.lake.ranges import Span
-from hyperlake.net.pacing import SharedWeightBudget
+from hyperlake.net.info import InfoEndpoint
+from hyperlake.pipelines.candles.job import CandleJob
+from hyperlake.pipelines.candles.snapshot import SnapshotFetch
 from hyperlake.pipelines.settings import SourceSettings
-
-MAX_CANDLES = 5000
-BASE_WEIGHT = 20
-CANDLES_PER_WEIGHT = 60
+from hyperlake.schemas.exchange import CANDLES_PER_WEIGHT
 
 
 class HyperliquidSnapshots:
     name = "hyperliquid"
-    max_window = MAX_CANDLES
 
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings
 
-    def url(self) -> str:
-        return f"{self.settings.hyperliquid_url.rstrip('/')}/info"
-
-    def headers(self) -> dict[str, str]:
-        return {"content-type": "application/json"}
+    def endpoint(self) -> InfoEndpoint:
+        return self.settings.hyperliquid_info()
 
     def body(self, market: str, interval: str, window: Span) -> dict[str, Any]:
         # The server returns candles overlapping [startTime, endTime], both inclusive.
@@ -33,11 +28,9 @@ class HyperliquidSnapshots:
                                                   "startTime": window.start,
                                                   "endTime": window.end - 1}}
 
-    def budget(self) -> SharedWeightBudget:
-        return self.settings.hyperliquid_budget()
-
     def weight(self, candles: int) -> float:
-        return BASE_WEIGHT + candles // CANDLES_PER_WEIGHT
+        return candles // CANDLES_PER_WEIGHT
 
-    def secrets(self) -> list[str]:
-        return []
+
+def fetch(job: CandleJob, settings: SourceSettings) -> SnapshotFetch:
+    return SnapshotFetch(job, HyperliquidSnapshots(settings), settings)

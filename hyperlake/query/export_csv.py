@@ -21,7 +21,7 @@ from typing import BinaryIO
 import polars as pl
 
 from hyperlake.lake.atomic import atomic_path
-from hyperlake.lake.loaders import TimeRange
+from hyperlake.query.loaders import TimeRange
 
 CSV_HEADER = ("s", "i", "t", "T", "o", "h", "l", "c", "v", "q", "n", "x")
 LAKE_COLUMNS = ["t", "t_close", "o", "h", "l", "c", "v", "q", "n", "x"]

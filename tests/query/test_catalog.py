@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hyperlake.errors import UserError
-from hyperlake.lake.catalog import connect
 from hyperlake.lake.paths import LakePaths
+from hyperlake.query.catalog import connect
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
-from tests.lake.test_catalog_support import (
+from tests.query.test_catalog_support import (
     T0,
     Bars,
     Funding,

@@ -43,25 +43,14 @@ from pathlib import Path
 import duckdb
 
 from hyperlake.errors import UserError
-from hyperlake.lake.paths import lake_root
+from hyperlake.lake.paths import DATASET_FILES_GLOB, lake_root
+from hyperlake.schemas.datasets import DATASET_SPECS
+from hyperlake.schemas.funding import HOURS_PER_YEAR
+from hyperlake.schemas.vocabulary import Dataset
 
-#: Lake files only: ``.tmp-*`` leftovers of atomic writes never match.
-PART_GLOB = "market=*/interval=*/date=*/part-*.parquet"
 HIVE_TYPES = "{'market': 'VARCHAR', 'interval': 'VARCHAR', 'date': 'DATE'}"
-TSZ = "TIMESTAMP WITH TIME ZONE"
-
-CANDLE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("market", "VARCHAR"), ("interval", "VARCHAR"), ("t", TSZ), ("t_close", TSZ),
-    ("o", "DOUBLE"), ("h", "DOUBLE"), ("l", "DOUBLE"), ("c", "DOUBLE"), ("v", "DOUBLE"),
-    ("q", "DOUBLE"), ("n", "BIGINT"), ("x", "BOOLEAN"), ("source", "VARCHAR"),
-    ("fetched_at", TSZ), ("date", "DATE"),
-)
-FUNDING_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("market", "VARCHAR"), ("time", TSZ), ("funding_hour", TSZ), ("fundingRate", "DOUBLE"),
-    ("premium", "DOUBLE"), ("source", "VARCHAR"), ("fetched_at", TSZ), ("date", "DATE"),
-)
-VIEW_COLUMNS = {"candles": CANDLE_COLUMNS, "funding": FUNDING_COLUMNS}
-HOURS_PER_YEAR = 24 * 365
+#: (name, DuckDB type) of each view's columns, derived from the Arrow schemas.
+VIEW_COLUMNS = {name: spec.duckdb_columns() for name, spec in DATASET_SPECS.items()}
 
 CANDLES_WITH_FUNDING = f"""
 CREATE VIEW candles_with_funding AS
@@ -92,18 +81,18 @@ def _column_list(columns: tuple[tuple[str, str], ...]) -> str:
 
 
 def has_lake_files(dataset_folder: Path) -> bool:
-    return dataset_folder.is_dir() and any(dataset_folder.glob(PART_GLOB))
+    return dataset_folder.is_dir() and any(dataset_folder.glob(DATASET_FILES_GLOB))
 
 
-def parquet_view_sql(name: str, dataset_folder: Path) -> str:
+def parquet_view_sql(name: Dataset, dataset_folder: Path) -> str:
     """A view over the dataset's partitions, Hive keys decoded and typed."""
     columns = VIEW_COLUMNS[name]
-    pattern = _quote_literal(str(dataset_folder / PART_GLOB))
+    pattern = _quote_literal(str(dataset_folder / DATASET_FILES_GLOB))
     return (f"CREATE VIEW {name} AS SELECT {_column_list(columns)} FROM read_parquet("
             f"{pattern}, hive_partitioning = true, hive_types = {HIVE_TYPES})")
 
 
-def empty_view_sql(name: str) -> str:
+def empty_view_sql(name: Dataset) -> str:
     """Same columns and types as ``parquet_view_sql``, no rows: the dataset has no files."""
     columns = ", ".join(f"CAST(NULL AS {kind}) AS {_quote_identifier(column)}"
                         for column, kind in VIEW_COLUMNS[name])

@@ -18,7 +18,7 @@ knows nothing of the lake's conventions. Here:
 
 ``features`` attaches funding without lookahead: each bar gets the funding of the
 latest ``funding_hour`` at or before its open time ``t`` (``join_asof`` backward),
-the same rule as the ``candles_with_funding`` view of ``hyperlake.lake.catalog``.
+the same rule as the ``candles_with_funding`` view of ``hyperlake.query.catalog``.
 """
 
 from __future__ import annotations
@@ -31,26 +31,20 @@ import polars as pl
 import pyarrow as pa
 
 from hyperlake.errors import UserError
-from hyperlake.lake.catalog import HOURS_PER_YEAR
-from hyperlake.lake.paths import decode_value, encode_interval, encode_market, lake_root
+from hyperlake.lake.paths import LakePaths, lake_files, lake_root
+from hyperlake.schemas.datasets import CANDLES, FUNDING
+from hyperlake.schemas.funding import HOURS_PER_YEAR
+from hyperlake.schemas.names import Ambiguous, NameIndex, NoMatch
+from hyperlake.schemas.times import Instant, to_epoch_ms, utc_datetime
+from hyperlake.schemas.vocabulary import Dataset
 
-Instant = str | dt.datetime | int
-
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 TS = pl.Datetime("ms", "UTC")
-PART_PATTERN = "part-*.parquet"
 MAX_LISTED = 30
+#: The interval every funding series is kept at.
+FUNDING_INTERVAL = "1h"
 
-CANDLE_SCHEMA = pl.Schema({
-    "market": pl.String(), "interval": pl.String(), "t": TS, "t_close": TS,
-    "o": pl.Float64(), "h": pl.Float64(), "l": pl.Float64(), "c": pl.Float64(), "v": pl.Float64(),
-    "q": pl.Float64(), "n": pl.Int64(), "x": pl.Boolean(), "source": pl.String(),
-    "fetched_at": TS, "date": pl.Date(),
-})
-FUNDING_SCHEMA = pl.Schema({
-    "market": pl.String(), "time": TS, "funding_hour": TS, "fundingRate": pl.Float64(),
-    "premium": pl.Float64(), "source": pl.String(), "fetched_at": TS, "date": pl.Date(),
-})
+CANDLE_SCHEMA = CANDLES.polars_schema()
+FUNDING_SCHEMA = FUNDING.polars_schema()
 FEATURE_SCHEMA = pl.Schema({
     "t": TS, "o": pl.Float64(), "h": pl.Float64(), "l": pl.Float64(), "c": pl.Float64(),
     "v": pl.Float64(), "log_return": pl.Float64(), "funding_rate": pl.Float64(),
@@ -59,30 +53,6 @@ FEATURE_SCHEMA = pl.Schema({
 
 
 # --- times ------------------------------------------------------------------------------
-
-def to_epoch_ms(value: Instant, field: str) -> int:
-    """ISO-8601 with an offset, an aware datetime or epoch ms → epoch ms (UTC)."""
-    if isinstance(value, bool):
-        raise UserError(f"{field}: {value!r} is not a time")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        text = value.strip().replace("Z", "+00:00")
-        try:
-            value = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise UserError(f"{field}: {value!r} is not an ISO-8601 time "
-                            "(e.g. 2026-03-30T23:00:00Z)") from None
-    if not isinstance(value, dt.datetime):
-        raise UserError(f"{field}: {type(value).__name__} is not a time; give an ISO-8601 "
-                        "string, an aware datetime or epoch milliseconds")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise UserError(f"{field}: {value.isoformat()} has no timezone; say UTC explicitly")
-    return (value - EPOCH) // dt.timedelta(milliseconds=1)
-
-
-def utc_datetime(ms: int) -> dt.datetime:
-    return EPOCH + dt.timedelta(milliseconds=ms)
 
 
 @dataclass(frozen=True)
@@ -132,23 +102,6 @@ class TimeRange:
 
 # --- what the lake holds ----------------------------------------------------------------
 
-def _decoded_values(folder: Path, key: str) -> list[str]:
-    """Decoded ``key=value`` folder names under ``folder`` (none if it is missing)."""
-    if not folder.is_dir():
-        return []
-    prefix = f"{key}="
-    return sorted(decode_value(p.name[len(prefix):]) for p in folder.iterdir()
-                  if p.is_dir() and p.name.startswith(prefix))
-
-
-def markets_in(lake: Path, dataset: str) -> list[str]:
-    return _decoded_values(lake / dataset, "market")
-
-
-def intervals_in(lake: Path, market: str) -> list[str]:
-    return _decoded_values(lake / "candles" / f"market={encode_market(market)}", "interval")
-
-
 def _listing(names: list[str]) -> str:
     if not names:
         return "nothing yet"
@@ -157,63 +110,44 @@ def _listing(names: list[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def match_market(market: str, known: list[str]) -> str | None:
-    """The exact name, else the unique case-insensitive match, else None."""
-    if market in known:
-        return market
-    folded = [name for name in known if name.casefold() == market.casefold()]
-    return folded[0] if len(folded) == 1 else None
-
-
-def resolve_market(lake: Path, dataset: str, market: str) -> str:
-    """The lake's spelling of ``market`` (see ``match_market``); UserError otherwise."""
-    known = markets_in(lake, dataset)
-    found = match_market(market, known)
-    if found is not None:
-        return found
-    same_letters = [name for name in known if name.casefold() == market.casefold()]
-    if same_letters:
-        raise UserError(f"market: {market!r} matches {', '.join(same_letters)} in "
-                        f"{lake / dataset} but for case; give the exact name")
-    raise UserError(f"market: {market!r} is not in {lake / dataset} "
-                    f"(it has {_listing(known)})")
+def resolve_market(lake: Path, dataset: Dataset, market: str) -> str:
+    """The lake's spelling of ``market``: the exact name, else the unique
+    case-insensitive match (``btc`` → ``BTC``); UserError otherwise."""
+    known = LakePaths(lake).markets(dataset)
+    try:
+        return NameIndex(known).match(market)
+    except Ambiguous as exc:
+        raise UserError(f"market: {market!r} matches {', '.join(exc.names)} in "
+                        f"{lake / dataset} but for case; give the exact name") from None
+    except NoMatch:
+        raise UserError(f"market: {market!r} is not in {lake / dataset} "
+                        f"(it has {_listing(known)})") from None
 
 
 def resolve_interval(lake: Path, market: str, interval: str) -> str:
-    known = intervals_in(lake, market)
+    known = LakePaths(lake).intervals("candles", market)
     if interval not in known:
         raise UserError(f"interval: {interval!r} is not in the lake for {market} "
                         f"(it has {_listing(known)}; intervals are case-sensitive)")
     return interval
 
 
-def partition_files(series_folder: Path, dates: DateSpan | None = None) -> list[Path]:
-    """The lake files under a market (or market/interval) folder, in date order, of the
-    partitions whose UTC date is in ``dates`` (all when None)."""
-    found = []
-    for path in series_folder.glob(f"**/date=*/{PART_PATTERN}"):
-        day = dt.date.fromisoformat(path.parent.name.removeprefix("date="))
-        if dates is None or dates.holds(day):
-            found.append((day, path))
-    return [path for _, path in sorted(found)]
+def partition_files(lake: Path, dataset: Dataset, market: str, interval: str,
+                    dates: DateSpan | None = None) -> list[Path]:
+    """The lake files of one series, in date order, of the partitions whose UTC date is
+    in ``dates`` (all when None)."""
+    return [path for day, folder in LakePaths(lake).partitions(dataset, market, interval)
+            if day is not None and (dates is None or dates.holds(day))
+            for path in lake_files(folder)]
 
 
-def partition_dates(series_folder: Path) -> list[dt.date]:
-    return sorted({dt.date.fromisoformat(path.parent.name.removeprefix("date="))
-                   for path in partition_files(series_folder)})
+def partition_dates(lake: Path, dataset: Dataset, market: str, interval: str) -> list[dt.date]:
+    return [day for day, _ in LakePaths(lake).partitions(dataset, market, interval)
+            if day is not None]
 
 
 def _root(lake: Path | str | None) -> Path:
     return lake_root(None if lake is None else str(lake))
-
-
-def candle_series_folder(lake: Path, market: str, interval: str) -> Path:
-    return (lake / "candles" / f"market={encode_market(market)}"
-            / f"interval={encode_interval(interval)}")
-
-
-def funding_series_folder(lake: Path, market: str) -> Path:
-    return lake / "funding" / f"market={encode_market(market)}"
 
 
 def candle_files(lake: Path | str | None, market: str, interval: str,
@@ -221,8 +155,8 @@ def candle_files(lake: Path | str | None, market: str, interval: str,
     """The lake files of one series whose UTC date meets [start, end), in date order."""
     root = _root(lake)
     name = resolve_market(root, "candles", market)
-    folder = candle_series_folder(root, name, resolve_interval(root, name, interval))
-    return partition_files(folder, TimeRange.parse(start, end).dates)
+    return partition_files(root, "candles", name, resolve_interval(root, name, interval),
+                           TimeRange.parse(start, end).dates)
 
 
 # --- scans ------------------------------------------------------------------------------
@@ -244,7 +178,7 @@ def scan_candles(lake: Path | str | None, market: str, interval: str,
     name = resolve_market(root, "candles", market)
     name_interval = resolve_interval(root, name, interval)
     span = TimeRange.parse(start, end)
-    files = partition_files(candle_series_folder(root, name, name_interval), span.dates)
+    files = partition_files(root, "candles", name, name_interval, span.dates)
     if not files:
         return _empty(CANDLE_SCHEMA)
     frame = (_scan_files(files).filter(span.filter("t"))
@@ -256,7 +190,7 @@ def scan_candles(lake: Path | str | None, market: str, interval: str,
 
 def _funding_scan(root: Path, market: str, dates: DateSpan, rows: pl.Expr) -> pl.LazyFrame:
     """Funding of ``market`` in the partitions of ``dates``, rows filtered by ``rows``."""
-    files = partition_files(funding_series_folder(root, market), dates)
+    files = partition_files(root, "funding", market, FUNDING_INTERVAL, dates)
     if not files:
         return _empty(FUNDING_SCHEMA)
     frame = (_scan_files(files).filter(rows)
@@ -296,7 +230,7 @@ def funding_as_of(root: Path, market: str, span: TimeRange) -> pl.LazyFrame:
     """The funding rows that can be in force for a bar in ``span``: every hour before
     its end, back to the last partition before its start (which holds the hour in force
     at the start), so a one-day request reads a couple of funding files, not all."""
-    dates = partition_dates(funding_series_folder(root, market))
+    dates = partition_dates(root, "funding", market, FUNDING_INTERVAL)
     first = span.dates.first
     earlier = [day for day in dates if first is not None and day < first]
     lookback = DateSpan(earlier[-1] if earlier else first, span.dates.last)

@@ -18,16 +18,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from hyperlake.cli import main
-from hyperlake.lake.checkpoints import Failure, Series, SeriesKey, ShardWriter
-from hyperlake.lake.compaction import LAKE_FILE
-from hyperlake.lake.paths import LakePaths
-from hyperlake.lake.ranges import RangeSet, Span
-from hyperlake.lake.verify import bucket_count, opens_in
+from hyperlake.lake.checkpoints import Series, ShardWriter
+from hyperlake.lake.ledger import Failure
+from hyperlake.lake.paths import LAKE_FILE, LakePaths, SeriesKey
+from hyperlake.lake.ranges import RangeSet, Span, buckets_in
 from hyperlake.pipelines.compact import CompactJob, run_compact
 from hyperlake.schemas.candles import CandleRow, candle_table
 from hyperlake.schemas.funding import FundingRow, funding_table
 from hyperlake.schemas.intervals import HOUR_MS, MINUTE_MS, next_bucket
 from hyperlake.schemas.times import parse_instant
+from hyperlake.schemas.vocabulary import Dataset
+from hyperlake.verify.buckets import opens_in
 
 FETCHED = parse_instant("2026-03-31T00:00:00Z", "test")
 
@@ -50,13 +51,13 @@ def candle_rows(start: int, end: int, interval: str = "1m",
     while t < end:
         if t not in skip:
             price = 100.0 + (t // MINUTE_MS) % 7
-            rows.append((t, next_bucket(t, interval) - 1, price, price + 2, price - 1,
-                         price + 1, 3.0, 300.0, 4, True, FETCHED))
+            rows.append(CandleRow(t, next_bucket(t, interval) - 1, price, price + 2, price - 1,
+                                  price + 1, 3.0, 300.0, 4, True, FETCHED))
         t = next_bucket(t, interval)
     return rows
 
 
-def series(lake: Path, dataset: str, market: str, interval: str,
+def series(lake: Path, dataset: Dataset, market: str, interval: str,
            source: str = "dwellir") -> Series:
     return Series(LakePaths(lake), SeriesKey(dataset, source, market, interval))
 
@@ -75,7 +76,7 @@ def commit_candles(lake: Path, start: int, end: int, *, market: str = "BTC",
 
 
 def compact(lake: Path) -> None:
-    run_compact(CompactJob(lake))
+    run_compact(CompactJob(lake=lake))
 
 
 def clean_lake(lake: Path) -> Path:
@@ -85,7 +86,8 @@ def clean_lake(lake: Path) -> Path:
     return lake
 
 
-def partition_file(lake: Path, dataset: str, market: str, interval: str, date: str) -> Path:
+def partition_file(lake: Path, dataset: Dataset, market: str, interval: str,
+                   date: str) -> Path:
     return LakePaths(lake).partition(dataset, market, interval, date) / LAKE_FILE
 
 
@@ -110,7 +112,7 @@ def hourly_funding(start: int, end: int, skip: tuple[int, ...] = (),
         if hour in skip or (hour < ms("2023-06-08T00:00:00Z") and hour % (8 * HOUR_MS)):
             continue
         time = hour + (late or {}).get(hour, 100)
-        rows.append((time, hour, 0.0000125, 0.0001, FETCHED))
+        rows.append(FundingRow(time, hour, 0.0000125, 0.0001, FETCHED))
     return rows
 
 
@@ -253,11 +255,11 @@ def test_hand_written_markers_and_ledger_are_read(tmp_path: Path,
     folder = paths.partition("candles", "kPEPE", "1h", "2026-03-30")
     folder.mkdir(parents=True)
     pq.write_table(table.drop_columns(["market", "interval"]), folder / LAKE_FILE)
-    coverage = paths.coverage("candles", "hyperliquid", "kPEPE", "1h")
+    coverage = paths.coverage(SeriesKey("candles", "hyperliquid", "kPEPE", "1h"))
     coverage.mkdir(parents=True)
     (coverage / f"covered-{D0}-{D0 + 3 * HOUR_MS}").touch()
     (coverage / f"covered-{D0 + 4 * HOUR_MS}-{D0 + 8 * HOUR_MS}").touch()
-    ledger = paths.gap_ledger("candles", "hyperliquid", "kPEPE", "1h")
+    ledger = paths.gap_ledger(SeriesKey("candles", "hyperliquid", "kPEPE", "1h"))
     ledger.mkdir(parents=True)
     (ledger / f"gap-{D0 + 7 * HOUR_MS}-{D0 + 8 * HOUR_MS}.json").write_bytes(b"{}")
     code, report = verify_json(capsys, tmp_path, "--market", "kpepe")
@@ -403,7 +405,8 @@ def test_off_hour_funding_rows_are_warnings(tmp_path: Path,
     start, end = ms("2023-05-23T00:00:00Z"), ms("2023-05-24T00:00:00Z")
     late = {ms("2023-05-23T08:00:00Z"): 23 * MINUTE_MS + 53_040}  # as in the real history
     rows = hourly_funding(start, end, late=late)
-    rows.append((ms("2023-05-23T13:00:00.050Z"), ms("2023-05-23T13:00:00Z"), 0.0, 0.0, FETCHED))
+    rows.append(FundingRow(ms("2023-05-23T13:00:00.050Z"), ms("2023-05-23T13:00:00Z"), 0.0,
+                           0.0, FETCHED))
     commit_funding(tmp_path, start, end, rows)
     compact(tmp_path)
     code, report = verify_json(capsys, tmp_path)
@@ -419,7 +422,8 @@ def test_two_funding_rows_in_one_hour_fail(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     start, end = ms("2026-03-29T00:00:00Z"), ms("2026-03-30T00:00:00Z")
     rows = hourly_funding(start, end)
-    rows.append((ms("2026-03-29T10:00:00.900Z"), ms("2026-03-29T10:00:00Z"), 0.0, 0.0, FETCHED))
+    rows.append(FundingRow(ms("2026-03-29T10:00:00.900Z"), ms("2026-03-29T10:00:00Z"), 0.0,
+                           0.0, FETCHED))
     commit_funding(tmp_path, start, end, rows)
     compact(tmp_path)
     code, report = verify_json(capsys, tmp_path)
@@ -476,5 +480,5 @@ def test_an_unknown_interval_exits_2_listing_the_lake(
 def test_bucket_count_matches_the_opens(interval: str, start: str, end: str,
                                         want: int) -> None:
     span = RangeSet([Span(ms(start), ms(end))])
-    assert bucket_count(span, interval) == want
+    assert buckets_in(span, interval) == want
     assert len(opens_in(ms(start), ms(end), interval)) == want

@@ -18,17 +18,17 @@ from hypothesis import strategies as st
 
 import hyperlake
 from hyperlake.errors import UserError
-from hyperlake.lake import catalog, loaders
-from hyperlake.lake.loaders import (
+from hyperlake.lake.paths import LakePaths
+from hyperlake.query import catalog, loaders
+from hyperlake.query.loaders import (
     features,
     load_candles,
     scan_candles,
     scan_funding,
-    to_epoch_ms,
 )
-from hyperlake.lake.paths import LakePaths
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
-from tests.lake.test_catalog_support import (
+from hyperlake.schemas.times import to_epoch_ms
+from tests.query.test_catalog_support import (
     T0,
     Bars,
     Funding,
@@ -210,7 +210,7 @@ def test_every_spelling_of_an_instant_agrees() -> None:
 
 @pytest.mark.parametrize("value, message", [
     (dt.datetime(2025, 6, 1), "start: 2025-06-01T00:00:00 has no timezone"),
-    ("2025-06-01T00:00:00", "start: 2025-06-01T00:00:00 has no timezone"),
+    ("2025-06-01T00:00:00", "start: '2025-06-01T00:00:00' has no timezone"),
     ("yesterday", "start: 'yesterday' is not an ISO-8601 time"),
     (dt.date(2025, 6, 1), "start: date is not a time"),
     (True, "start: True is not a time"),

@@ -19,10 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hyperlake.lake.compaction import CANDLES, FUNDING, LAKE_FILE, LAKE_WRITE_OPTIONS, utc_date
-from hyperlake.lake.paths import LakePaths
-from hyperlake.schemas.candles import TS
+from hyperlake.lake.compaction import LAKE_WRITE_OPTIONS, utc_date
+from hyperlake.lake.paths import LAKE_FILE, LakePaths
+from hyperlake.schemas.datasets import CANDLES, FUNDING
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, next_bucket
+from hyperlake.schemas.records import TS
 
 T0 = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 FETCHED = T0 + 400 * DAY_MS

@@ -1,6 +1,6 @@
 """The result of a ``hyperlake sql`` query, checked and written in one format.
 
-``run_query`` runs one statement on a connection from ``hyperlake.lake.catalog`` and
+``run_query`` runs one statement on a connection from ``hyperlake.query.catalog`` and
 collects the whole result as an Arrow table, turning DuckDB's errors into one-line
 ``UserError``s; ``write_result`` renders it as an aligned table, CSV, JSON lines or
 Parquet, to stdout or atomically to a file.

@@ -1,0 +1,94 @@
+"""What a command prints while it works and when it is done.
+
+A backfill can run for hours; on a terminal the user wants one live line (bar,
+done/total, rate, ETA, what was fetched, empty, retried or failed), redrawn in place.
+Piped into a file or a script the same line is noise, so it is drawn only when
+standard error is a terminal, and ``summary_line`` gives ``--json`` callers one
+parseable line. The bar is ``rich``'s (a well-kept library: redraw throttling,
+terminal width, ETA); this module only says what it shows. Commands import it when
+they run, never at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from hyperlake.pipelines.runner import Counters
+
+
+def summary_line(**fields: object) -> str:
+    """The run's summary as one line of JSON, keys in the order given (for ``--json``).
+
+    Values that JSON cannot hold (paths, dates) are written as their ``str``.
+    """
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), default=str,
+                      allow_nan=False)
+
+
+def counts_text(counters: Counters) -> str:
+    return (f"fetched {counters.fetched} empty {counters.empty} "
+            f"retried {counters.retried} failed {counters.failed}")
+
+
+class RateColumn(ProgressColumn):
+    """Requests per second since the bar started."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        requests = float(task.fields.get("requests", 0))
+        return Text(f"{requests / elapsed if elapsed > 0 else 0.0:,.1f} req/s")
+
+
+class ProgressBar:
+    """A progress callback, ``bar(total, counters, done)``: the bar is made on the first
+    call, when the total (known only once the job is planned) arrives."""
+
+    def __init__(self, label: str, *, stream: TextIO | None = None,
+                 enabled: bool | None = None, width: int | None = None) -> None:
+        self.label = label
+        self.width = width  # None: the terminal's
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __call__(self, total: int, counters: Counters, done: int) -> None:
+        if not self.enabled:
+            return
+        if self.progress is None or self._task is None:
+            self.progress, self._task = self._start(total)
+        self.progress.update(self._task, total=max(0, total), completed=min(done, total),
+                             requests=counters.requests, counts=counts_text(counters))
+
+    def _start(self, total: int) -> tuple[Progress, TaskID]:
+        console = Console(file=self.stream, force_terminal=True, highlight=False,
+                          width=self.width)
+        progress = Progress(
+            TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+            TaskProgressColumn(), RateColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("| {task.fields[counts]}"), console=console, refresh_per_second=5)
+        task = progress.add_task(self.label, total=max(0, total), requests=0, counts="")
+        progress.start()
+        return progress, task
+
+    def close(self) -> None:
+        """Draw the last state and end the line (harmless when nothing was drawn)."""
+        if self.progress is not None:
+            self.progress.stop()

@@ -8,14 +8,15 @@ identifiers are case-insensitive: open time is ``t``, close time ``t_close``.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from typing import Any, NamedTuple
 
 import pyarrow as pa
 
+from hyperlake.errors import UserError
 from hyperlake.schemas.intervals import next_bucket
 from hyperlake.schemas.records import TS, InvalidRecord, rows_table
+from hyperlake.schemas.times import parse_instant
 
 #: Checkpoint rows (the extract → compact contract).
 CANDLE_SCHEMA = pa.schema([
@@ -60,10 +61,9 @@ def _integer(value: Any, name: str) -> int:
 def _millis(value: Any, name: str) -> int:
     if isinstance(value, str):
         try:
-            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+            return parse_instant(value, name)
+        except UserError:
             raise InvalidRecord(f"{name} is not a time: {value!r}") from None
-        return int(moment.timestamp() * 1000)
     return _integer(value, name)
 
 

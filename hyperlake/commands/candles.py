@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(summary: JobSummary, as_json: bool) -> None:
-    from hyperlake.commands.output import summary_line
+    from hyperlake.commands.output import head_notes, summary_line
 
     if as_json:
         print(summary_line(**summary.as_dict()))
@@ -120,6 +120,8 @@ def _report(summary: JobSummary, as_json: bool) -> None:
           f" {summary.planned} of {summary.buckets} buckets fetched in {summary.seconds:.1f}s "
           f"({summary.requests_per_s:,.0f} req/s): {c.fetched} candles, {c.empty} empty, "
           f"{c.retried} retried, {c.failed} failed")
+    for note in head_notes(summary.provisional, "buckets", c.clock_skew_ms, summary.source):
+        print(note, file=sys.stderr)
     if summary.gaps:
         print(f"  {summary.gaps} buckets failed and are in the gap ledger; run the same "
               "command again to retry them", file=sys.stderr)

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(summary: FundingSummary, as_json: bool) -> None:
-    from hyperlake.commands.output import summary_line
+    from hyperlake.commands.output import head_notes, summary_line
 
     data = summary.as_dict()
     if as_json:
@@ -113,6 +113,9 @@ def _report(summary: FundingSummary, as_json: bool) -> None:
     print(f"funding {data['coins']} coins {summary.start} → {summary.end}: {data['rows']} rows "
           f"in {data['windows']} windows, {data['requests']} requests, weight "
           f"{summary.weight_spent:.0f}, {summary.seconds:.1f}s")
+    for note in head_notes(summary.provisional, "hours", summary.counters.clock_skew_ms,
+                           "hyperliquid"):
+        print(note, file=sys.stderr)
     skipped = data["skipped_coins"]
     if isinstance(skipped, dict) and skipped:
         for market, reason in skipped.items():

@@ -29,6 +29,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from hyperlake.pipelines.head import GROSS_SKEW_MS
+
 if TYPE_CHECKING:
     from hyperlake.pipelines.runner import Counters
 
@@ -45,6 +47,28 @@ def summary_line(**fields: object) -> str:
 def counts_text(counters: Counters) -> str:
     return (f"fetched {counters.fetched} empty {counters.empty} "
             f"retried {counters.retried} failed {counters.failed}")
+
+
+def head_notes(provisional: int, unit: str, skew_ms: int, source: str) -> list[str]:
+    """What a run says about the head of the source's data: provisional buckets (normal
+    near "now", re-checked by the next run) and a gross difference between clocks."""
+    notes = []
+    if abs(skew_ms) >= GROSS_SKEW_MS:
+        side = "ahead of" if skew_ms > 0 else "behind"
+        notes.append(f"  warning: this machine's clock is {_duration(abs(skew_ms))} {side} "
+                     f"{source}'s (its Date header); answers after the earlier clock were "
+                     "kept provisional — check the clock (NTP) if that is yours")
+    if provisional:
+        notes.append(f"  {provisional} {unit} near the head of {source}'s data are provisional"
+                     " (empty or not closed yet); the next run checks them again")
+    return notes
+
+
+def _duration(ms: int) -> str:
+    seconds = ms // 1000
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 class RateColumn(ProgressColumn):

@@ -26,7 +26,9 @@ bucket - 1), failed buckets in the gap ledger, never-fetched holes between cover
 spans, funding hours with several rows, unreadable partitions.
 warnings (exit 0): funding hours missing between rows and off-hour funding rows (the
 real 2023 history has both), rows outside any recorded coverage.
-info: buckets confirmed empty by the source; buckets still awaiting `hyperlake compact`.
+info: buckets confirmed empty by the source; buckets still awaiting `hyperlake compact`;
+buckets near the head that are provisional (answered empty or not closed yet; the next
+extract run asks again).
 
 exit status: 0 no violation; 1 violations; 2 bad input (e.g. a market the lake lacks).
 """

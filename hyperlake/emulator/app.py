@@ -18,6 +18,7 @@ Content-Length, ending in the marker.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -82,6 +83,7 @@ def load_recorded_funding() -> dict[str, list[dict[str, Any]]]:
 class EmulatorApp:
     def __init__(self, config: EmulatorConfig) -> None:
         self.state = EmulatorState(config)
+        self._date = HttpDate()
         market = self.state.market
         self.info = HyperliquidInfo(market, load_recorded_funding(), config.funding_nan_every)
         self.hydromancer = HydromancerInfo(market)
@@ -124,9 +126,10 @@ class EmulatorApp:
             stats[f"{endpoint}_status_{reply.status}"] += 1
             self._send(proto, reply)
 
-    @staticmethod
-    def _send(proto: Any, reply: Reply) -> None:
-        proto.response_bytes(reply.status, reply.header_list(), reply.body)
+    def _send(self, proto: Any, reply: Reply) -> None:
+        headers = reply.header_list()
+        headers.append(("date", self._date.header(self.state.now_ms())))
+        proto.response_bytes(reply.status, headers, reply.body)
 
     async def _fault_reply(self, rule: FaultRule, endpoint: str, proto: Any,
                            normal: Callable[[bool], Awaitable[Reply]]) -> Reply | None:
@@ -267,6 +270,22 @@ def bearer_token(authorization: str) -> str | None:
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+class HttpDate:
+    """The ``Date`` header of the emulated clock (real servers send their own clock's),
+    formatted once per emulated second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def header(self, now_ms: int) -> str:
+        second = now_ms // 1000
+        if second != self._second:
+            self._second = second
+            self._text = email.utils.formatdate(second, usegmt=True)
+        return self._text
 
 
 def cookie_header(headers: Any) -> str | None:

@@ -5,13 +5,14 @@ A series is one (dataset, source, market, interval). Its checkpoint jobs live in
 shard of a job writes part files named for the buckets they cover,
 ``part-<start>-<end>.parquet`` ([start, end) in epoch ms): every bucket in that span
 is either a row of the file or confirmed empty by the source — unless the gap
-ledger lists it as failed. So what is done, and what is missing, is computed from
-file names; there is no cursor that could disagree with the data.
+ledger lists it as failed, or the provisional ledger as not settled yet (see
+``lake.ledger``). So what is done, and what is missing, is computed from file names;
+there is no cursor that could disagree with the data.
 
 Order of a commit (each step atomic):
-  1. ledger entries for the buckets that failed in the span,
+  1. ledger entries for the buckets that failed, or are provisional, in the span,
   2. the part file,
-  3. removal of older ledger entries the span has now fetched.
+  3. removal of older ledger entries the span has now settled.
 A crash between steps only makes the next run fetch something again.
 
 Compaction consumes parts; before it deletes them it records their spans as
@@ -21,7 +22,7 @@ span), so what was covered stays known after the parts are gone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hyperlake.lake.atomic import atomic_path, fsync_dir, remove_durably, write_parquet_atomic
-from hyperlake.lake.ledger import Failure, Gap, GapLedger
-from hyperlake.lake.paths import COVERED, JOB, PART, LakePaths, SeriesKey
+from hyperlake.lake.ledger import Failure, Gap, SpanLedger
+from hyperlake.lake.paths import COVERED, GAP, JOB, PART, PROVISIONAL, LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
 
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
@@ -43,7 +44,8 @@ class Series:
         self.paths = paths
         self.key = key
         self.folder = paths.checkpoint_series(key)
-        self.ledger = GapLedger(paths.gap_ledger(key), key.describe())
+        self.ledger = SpanLedger(paths.gap_ledger(key), GAP, key.describe())
+        self.provisional = SpanLedger(paths.provisional(key), PROVISIONAL, key.describe())
         self.coverage_folder = paths.coverage(key)
 
     def job_folder(self, want: Span) -> Path:
@@ -74,8 +76,8 @@ class Series:
         return RangeSet(span for span, _ in self.parts()).union(self.compacted())
 
     def done(self) -> RangeSet:
-        """Buckets whose rows (or confirmed emptiness) are durable."""
-        return self.covered().subtract(self.ledger.spans())
+        """Buckets whose rows (or confirmed emptiness) are durable and settled."""
+        return self.covered().subtract(self.ledger.spans()).subtract(self.provisional.spans())
 
     def missing(self, want: Span) -> RangeSet:
         return RangeSet([want]).subtract(self.done())
@@ -106,10 +108,16 @@ class ShardWriter:
         self.series = series
         self.folder = folder
 
-    def commit(self, span: Span, table: pa.Table, failures: list[Failure]) -> Path:
-        for failure in failures:
-            self.series.ledger.record(failure)
+    def commit(self, span: Span, table: pa.Table, failures: Sequence[Failure],
+               provisional: Sequence[Failure] = ()) -> Path:
+        """``span``'s rows; ``failures`` could not be had, ``provisional`` are not final
+        (see ``lake.ledger``)."""
+        ledgers = ((self.series.ledger, failures), (self.series.provisional, provisional))
+        for ledger, entries in ledgers:
+            for entry in entries:
+                ledger.record(entry)
         part = self.folder / PART.spell(span)
         write_parquet_atomic(part, table, **PARQUET_OPTIONS)
-        self.series.ledger.clear(span, {f.span for f in failures})
+        for ledger, entries in ledgers:
+            ledger.clear(span, {e.span for e in entries})
         return part

@@ -1,11 +1,22 @@
-"""The gap ledger: what was asked for and could not be had, so it is asked again.
+"""Ledgers of spans a part covers but does not settle, so a later run asks again.
 
-A request that keeps failing must never be counted as done (invariant 3), and a
-re-run must know what to retry without a cursor. So each failed span of a series is
-a small JSON file under ``_state/gaps/…``, named for the span it covers
-(``gap-<a>-<b>.json``): the reason, how many runs failed it, when first and last.
-A span is in the ledger exactly as long as its file exists; a later fetch of the span
-removes the file (keeping what is left of the span when the fetch covered only part).
+Two ledgers per series, one mechanism:
+
+- the **gap ledger** (``_state/gaps/…/gap-<a>-<b>.json``): what was asked for and
+  could not be had. A request that keeps failing must never be counted as done
+  (invariant 3); the command exits 4 while any remain.
+- the **provisional ledger** (``_state/provisional/…/provisional-<a>-<b>.json``): what
+  the source answered, but cannot yet have answered for good: buckets near the head
+  of its data that came back empty, or candles it had not closed. A source that lags
+  the client (an index still ingesting, a clock behind ours) would otherwise turn real
+  candles into permanent holes. Provisional spans are normal near "now", not errors:
+  the next run (or ``update``) asks again, and only then do they become confirmed.
+
+A re-run must know what to ask again without a cursor, so each span is a small JSON
+file named for the span it covers: the reason, how many runs recorded it, when first
+and last. A span is in a ledger exactly as long as its file exists; a later fetch of
+the span removes the file (keeping what is left of the span when the fetch covered
+only part).
 """
 
 from __future__ import annotations
@@ -18,13 +29,13 @@ from typing import Any
 import orjson
 
 from hyperlake.lake.atomic import remove_durably, write_bytes_atomic
-from hyperlake.lake.paths import GAP
+from hyperlake.lake.paths import SpanFileName
 from hyperlake.lake.ranges import RangeSet, Span
 
 
 @dataclass(frozen=True)
 class Failure:
-    """A span a fetch could not have, and why."""
+    """A span a fetch could not have (or could not have for good), and why."""
 
     span: Span
     reason: str
@@ -39,18 +50,19 @@ class Gap:
     info: dict[str, Any]
 
 
-class GapLedger:
-    """The ledger files of one series."""
+class SpanLedger:
+    """The files of one ledger of one series."""
 
-    def __init__(self, folder: Path, series: str) -> None:
+    def __init__(self, folder: Path, names: SpanFileName, series: str) -> None:
         self.folder = folder
+        self.names = names
         self.series = series  # how entries name the series (for a human reading them)
 
     def entries(self) -> list[Gap]:
         found = []
         if self.folder.exists():
             for path in self.folder.iterdir():
-                span = GAP.parse(path.name)
+                span = self.names.parse(path.name)
                 if span is not None:
                     found.append(Gap(span, path, _read_json(path)))
         return sorted(found, key=lambda g: g.span)
@@ -59,7 +71,7 @@ class GapLedger:
         return RangeSet(g.span for g in self.entries())
 
     def record(self, failure: Failure) -> None:
-        path = self.folder / GAP.spell(failure.span)
+        path = self.folder / self.names.spell(failure.span)
         previous = _read_json(path) if path.exists() else {}
         now = int(time.time() * 1000)
         entry = {
@@ -80,7 +92,7 @@ class GapLedger:
             if gap.span in still_failed or not gap.span.overlaps(fetched):
                 continue
             for rest in RangeSet([gap.span]).subtract(RangeSet([fetched])):
-                write_bytes_atomic(self.folder / GAP.spell(rest), orjson.dumps(
+                write_bytes_atomic(self.folder / self.names.spell(rest), orjson.dumps(
                     {**gap.info, "start": rest.start, "end": rest.end}))
             stale.append(gap.path)
         remove_durably(stale)

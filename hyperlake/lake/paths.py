@@ -6,6 +6,7 @@ Layout under the lake root (default ``./data``):
     funding/market=BTC/interval=1h/date=2026-03-30/part-0.parquet
     _checkpoints/<dataset>/<source>/market=…/interval=…/job-<start>-<end>/<shard>/part-<a>-<b>.parquet
     _state/gaps/<dataset>/<source>/market=…/interval=…/gap-<a>-<b>.json
+    _state/provisional/<dataset>/<source>/market=…/interval=…/provisional-<a>-<b>.json
     _state/coverage/<dataset>/<source>/market=…/interval=…/covered-<a>-<b>
     _state/universe/…   _state/writer.lock
 
@@ -103,6 +104,7 @@ class SpanFileName:
 
 PART = SpanFileName("part-", ".parquet")
 GAP = SpanFileName("gap-", ".json")
+PROVISIONAL = SpanFileName("provisional-", ".json")
 COVERED = SpanFileName("covered-", "")
 JOB = SpanFileName("job-", "")
 
@@ -168,6 +170,13 @@ class LakePaths:
     def gap_ledger(self, key: SeriesKey) -> Path:
         return self.gaps(key.dataset) / key.source / _series_tail(key)
 
+    def provisionals(self, dataset: Dataset) -> Path:
+        return self.state / "provisional" / dataset
+
+    def provisional(self, key: SeriesKey) -> Path:
+        """Spans answered but not for good yet (near the head of the source's data)."""
+        return self.provisionals(key.dataset) / key.source / _series_tail(key)
+
     def coverages(self, dataset: Dataset) -> Path:
         return self.state / "coverage" / dataset
 
@@ -203,7 +212,8 @@ class LakePaths:
 
     def state_keys(self, dataset: Dataset) -> list[SeriesKey]:
         """Every series with a checkpoint, coverage or ledger folder, from folder names."""
-        roots = (self.checkpoints(dataset), self.coverages(dataset), self.gaps(dataset))
+        roots = (self.checkpoints(dataset), self.coverages(dataset), self.gaps(dataset),
+                 self.provisionals(dataset))
         keys = {key for root in roots for key in _keys_under(root, dataset)}
         return sorted(keys, key=lambda k: (k.source, k.market, k.interval))
 

@@ -39,6 +39,7 @@ from hyperlake.net.retry import (
     TerminalError,
     TransientError,
     error_for_status,
+    http_date_ms,
     retry_call,
 )
 
@@ -101,7 +102,16 @@ class InfoClient:
         not use is refunded. Raises the last ``TransientError`` when the attempts run
         out (``ConnectionFailed`` when the server never answered), or ``TerminalError``.
         """
-        def attempt() -> T:
+        return self.call_dated(body, what=what, decode=decode, reserve=reserve,
+                               weigh=weigh)[0]
+
+    def call_dated(self, body: Mapping[str, Any], *, what: str, decode: Callable[[Any], T],
+                   reserve: float | None = None,
+                   weigh: Callable[[T], float] = _no_weight) -> tuple[T, int | None]:
+        """``call``, and the server's clock when it answered (its ``Date`` header, epoch
+        ms; None when it sent none): what a caller needs to judge answers near the head
+        of the server's data (``pipelines.head``)."""
+        def attempt() -> tuple[T, int | None]:
             return self._once(body, what, decode, reserve, weigh)
 
         def count_retry(_attempts: int, _error: TransientError, _pause: float) -> None:
@@ -110,7 +120,7 @@ class InfoClient:
         return retry_call(attempt, self.backoff, rng=self.rng, on_retry=count_retry)
 
     def _once(self, body: Mapping[str, Any], what: str, decode: Callable[[Any], T],
-              reserve: float | None, weigh: Callable[[T], float]) -> T:
+              reserve: float | None, weigh: Callable[[T], float]) -> tuple[T, int | None]:
         base = self.endpoint.base_weight
         reserved = base if reserve is None else reserve
         budget = self.endpoint.budget
@@ -145,7 +155,7 @@ class InfoClient:
             self._settle(reserved, base)
             raise
         self._settle(reserved, base + weigh(result))
-        return result
+        return result, http_date_ms(response.headers.get("date"))
 
     def _settle(self, reserved: float, spent: float) -> None:
         """Give back what was reserved but not spent; count what was."""

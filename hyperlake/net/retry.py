@@ -105,14 +105,30 @@ def _parse_delay_seconds(value: str) -> float | None:
     return _clamp_retry_after(seconds) if math.isfinite(seconds) else None
 
 
-def _parse_http_date(value: str, now: float) -> float | None:
+def _http_date_seconds(value: str) -> float | None:
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # "-0000" means UTC with unknown local zone
         when = when.replace(tzinfo=UTC)
-    return _clamp_retry_after(when.timestamp() - now)
+    return when.timestamp()
+
+
+def _parse_http_date(value: str, now: float) -> float | None:
+    when = _http_date_seconds(value)
+    return None if when is None else _clamp_retry_after(when - now)
+
+
+def http_date_ms(value: str | bytes | None) -> int | None:
+    """An HTTP-date (a ``Date`` header: the server's clock) as epoch ms; None when
+    absent or unparseable."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if not value or not value.strip():
+        return None
+    seconds = _http_date_seconds(value.strip())
+    return None if seconds is None else int(seconds * 1000)
 
 
 def parse_retry_after(value: str | None, *,

@@ -31,9 +31,10 @@ from hyperlake.errors import UserError
 from hyperlake.lake.checkpoints import ShardWriter
 from hyperlake.lake.ledger import Failure
 from hyperlake.lake.paths import SeriesKey
-from hyperlake.lake.ranges import RangeSet, Span
+from hyperlake.lake.ranges import RangeSet, Span, buckets_in
 from hyperlake.net.info import InfoClient, InfoStats, malformed
 from hyperlake.net.retry import TransientError
+from hyperlake.pipelines.head import larger_skew, unsettled_empties
 from hyperlake.pipelines.runner import Counters, OnProgress, Report, Work, extract
 from hyperlake.pipelines.settings import SourceSettings
 from hyperlake.schemas.exchange import FUNDING_PAGE_ROWS, FUNDING_ROWS_PER_WEIGHT
@@ -44,6 +45,7 @@ from hyperlake.schemas.times import format_instant
 from hyperlake.schemas.vocabulary import ON_500_MODES, On500, Source
 
 SOURCE: Source = "hyperliquid"
+FUNDING_INTERVAL = "1h"
 #: The most a page can weigh beyond the base: every row of a full page.
 PAGE_WEIGHT = FUNDING_PAGE_ROWS // FUNDING_ROWS_PER_WEIGHT
 
@@ -63,7 +65,7 @@ class FundingJob:
         return Span(self.start_ms, self.end_ms)
 
     def key(self, market: str) -> SeriesKey:
-        return SeriesKey("funding", SOURCE, market, "1h")
+        return SeriesKey("funding", SOURCE, market, FUNDING_INTERVAL)
 
 
 @dataclass
@@ -85,6 +87,7 @@ class FundingSummary:
     gaps: int  # ledger entries intersecting the range, all coins
     seconds: float
     weight_spent: float
+    provisional: int = 0  # hours of the range not settled yet, all coins
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -93,7 +96,8 @@ class FundingSummary:
             "windows": sum(o.windows for o in self.outcomes),
             "requests": self.counters.requests, "retried": self.counters.retried,
             "failed_windows": sum(o.failed_windows for o in self.outcomes),
-            "gaps": self.gaps,
+            "gaps": self.gaps, "provisional": self.provisional,
+            "clock_skew_s": round(self.counters.clock_skew_ms / 1000, 3),
             "skipped_coins": {o.market: o.skipped for o in self.outcomes if o.skipped},
             "weight": self.weight_spent, "seconds": round(self.seconds, 3),
         }
@@ -130,14 +134,17 @@ class CoinRun:
     """One coin's missing windows, in order, through the shared /info client."""
 
     def __init__(self, job: FundingJob, work: Work, client: InfoClient,
-                 on_window: Callable[[int, bool], None]) -> None:
+                 settings: SourceSettings, on_window: Callable[[int, bool], None]) -> None:
         self.job = job
+        self.settings = settings
         self.work = work
         self.market = work.key.market
         self.client = client
         self.on_window = on_window
         self.writer = ShardWriter(work.series, work.series.job_folder(work.want) / "coin")
         self.outcome = CoinOutcome(self.market)
+        self.skew_ms = 0
+        self.provisional = 0  # hours
 
     def run(self) -> CoinOutcome:
         try:
@@ -150,7 +157,7 @@ class CoinRun:
 
     def _window(self, window: Span) -> None:
         try:
-            rows = self._fetch_window(window)
+            rows, source_ms = self._fetch_window(window)
         except TransientError as exc:
             if exc.reason != "http 500":
                 self._commit(window, [], Failure(window, exc.reason))
@@ -165,32 +172,39 @@ class CoinRun:
                 raise SkipCoin(f"http 500 on {format_instant(window.start)} → "
                                f"{format_instant(window.end)}") from None
             return
-        self._commit(window, rows, None)
+        head = self.settings.head(source_ms)
+        self.skew_ms = larger_skew(self.skew_ms, head.skew_ms)
+        provisional = unsettled_empties(window, FUNDING_INTERVAL, head,
+                                        (row.funding_hour for row in rows))
+        self._commit(window, rows, None, provisional)
 
-    def _commit(self, window: Span, rows: list[FundingRow], failure: Failure | None) -> None:
+    def _commit(self, window: Span, rows: list[FundingRow], failure: Failure | None,
+                provisional: Sequence[Failure] = ()) -> None:
         table = funding_table(self.market, SOURCE, rows)
-        self.writer.commit(window, table, [failure] if failure else [])
+        self.writer.commit(window, table, [failure] if failure else [], provisional)
+        self.provisional += buckets_in((p.span for p in provisional), FUNDING_INTERVAL)
         self.outcome.windows += 1
         self.outcome.rows += len(rows)
         if failure:
             self.outcome.failed_windows += 1
         self.on_window(len(rows), failure is not None)
 
-    def _fetch_window(self, window: Span) -> list[FundingRow]:
-        """Every row of the window, paged by the last time + 1 (bounds are inclusive)."""
+    def _fetch_window(self, window: Span) -> tuple[list[FundingRow], int | None]:
+        """Every row of the window, paged by the last time + 1 (bounds are inclusive),
+        and the server's clock at the last page."""
         rows: dict[int, FundingRow] = {}
         start = window.start
         while True:
-            page = self._page(start, window.end - 1)
+            page, source_ms = self._page(start, window.end - 1)
             for row in page:
                 if window.start <= row.time < window.end:
                     rows[row.time] = row
             if len(page) < FUNDING_PAGE_ROWS:
                 break
             start = page[-1].time + 1
-        return [rows[t] for t in sorted(rows)]
+        return [rows[t] for t in sorted(rows)], source_ms
 
-    def _page(self, start: int, end: int) -> list[FundingRow]:
+    def _page(self, start: int, end: int) -> tuple[list[FundingRow], int | None]:
         body = {"type": "fundingHistory", "coin": self.market, "startTime": start,
                 "endTime": end}
 
@@ -203,9 +217,9 @@ class CoinRun:
             except InvalidRecord as exc:
                 raise malformed(str(exc)) from None
 
-        return self.client.call(body, what=f"funding {self.market}", decode=decode,
-                                reserve=self.client.endpoint.base_weight + PAGE_WEIGHT,
-                                weigh=lambda rows: len(rows) // FUNDING_ROWS_PER_WEIGHT)
+        return self.client.call_dated(body, what=f"funding {self.market}", decode=decode,
+                                      reserve=self.client.endpoint.base_weight + PAGE_WEIGHT,
+                                      weigh=lambda rows: len(rows) // FUNDING_ROWS_PER_WEIGHT)
 
 
 class FundingFetch:
@@ -235,11 +249,16 @@ class FundingFetch:
         with httpx.Client(timeout=30, verify=self.settings.verify()) as http:
             client = InfoClient(self.settings.hyperliquid_info(), http, self.settings.backoff(),
                                 stats=self.stats)
-            runs = [CoinRun(self.job, item, client, window_done) for item in work]
+            runs = [CoinRun(self.job, item, client, self.settings, window_done)
+                    for item in work]
             with ThreadPoolExecutor(max_workers=max(1, self.job.threads)) as pool:
                 for outcome in pool.map(lambda run: run.run(), runs):
                     self.outcomes[outcome.market] = outcome
-        return self._counters(progress)
+        counters = self._counters(progress)
+        for run in runs:
+            counters.clock_skew_ms = larger_skew(counters.clock_skew_ms, run.skew_ms)
+            counters.provisional += run.provisional
+        return counters
 
     def _counters(self, progress: _Progress) -> Counters:
         return Counters(fetched=progress.rows, retried=self.stats.retried,
@@ -263,6 +282,8 @@ def run_funding(job: FundingJob, settings: SourceSettings,
     want = RangeSet([job.span])
     gaps = sum(1 for entries in result.gaps.values() for g in entries
                if want.intersect(RangeSet([g.span])))
+    provisional = sum(buckets_in(spans, FUNDING_INTERVAL)
+                      for spans in result.provisional.values())
     return FundingSummary(len(job.markets), format_instant(job.start_ms),
                           format_instant(job.end_ms), outcomes, counters, gaps,
-                          result.seconds, fetch.stats.weight)
+                          result.seconds, fetch.stats.weight, provisional)

@@ -33,6 +33,7 @@ from hyperlake.lake.ledger import Gap
 from hyperlake.lake.lock import LakeLock
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
+from hyperlake.pipelines.head import larger_skew
 
 
 @dataclass
@@ -43,13 +44,18 @@ class Counters:
     empty: int = 0
     retried: int = 0
     failed: int = 0
+    provisional: int = 0  # buckets answered, but not for good yet (``pipelines.head``)
     requests: int = 0
     cpu_seconds: float = 0.0  # client CPU spent by the workers doing it
+    clock_skew_ms: int = 0  # our clock minus the source's, the largest seen (0: unknown)
 
     def merge(self, other: Counters) -> None:
-        """Add ``other``'s counts into this one (e.g. one worker's into the run's)."""
+        """Add ``other``'s counts into this one (e.g. one worker's into the run's); the
+        clock skew is the larger of the two, not a sum."""
         for f in dataclasses.fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+            if f.name != "clock_skew_ms":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.clock_skew_ms = larger_skew(self.clock_skew_ms, other.clock_skew_ms)
 
 
 #: ``on_progress(total, counters, done)``: units of work planned, counts so far, done.
@@ -75,8 +81,12 @@ class Work:
         return buckets_in(self.missing, self.key.interval)
 
     def gaps(self) -> list[Gap]:
-        """Ledger entries that meet what was asked for (read from files)."""
+        """Gap-ledger entries that meet what was asked for (read from files)."""
         return [g for g in self.series.gaps() if g.span.overlaps(self.want)]
+
+    def provisional(self) -> RangeSet:
+        """What of the asked-for span is answered but not settled yet (from files)."""
+        return self.series.provisional.spans().intersect(RangeSet([self.want]))
 
 
 class Fetch(Protocol):
@@ -97,6 +107,7 @@ class ExtractResult:
     seconds: float
     planned: int = 0  # units of progress that had to be fetched
     gaps: dict[SeriesKey, list[Gap]] = field(default_factory=dict)
+    provisional: dict[SeriesKey, RangeSet] = field(default_factory=dict)
 
 
 class ExtractRun:
@@ -121,6 +132,7 @@ class ExtractRun:
             series = Series(self.paths, key)
             sweep_temporaries(series.folder)
             sweep_temporaries(series.ledger.folder)
+            sweep_temporaries(series.provisional.folder)
             work.append(Work(series=series, want=want, missing=series.missing(want)))
         return work
 
@@ -141,7 +153,8 @@ class ExtractRun:
 
             counters = fetch(todo, report)
         return ExtractResult(work, counters, time.monotonic() - started, planned,
-                             {w.key: w.gaps() for w in work})
+                             {w.key: w.gaps() for w in work},
+                             {w.key: w.provisional() for w in work})
 
 
 def extract(lake: Path, targets: Iterable[tuple[SeriesKey, Span]], fetch: Fetch,

@@ -15,6 +15,7 @@ Keys never go on a command line (they would show in ``ps`` and shell history).
 | HYPERLAKE_NOW | wall clock; an ISO time pins "now" (to match a frozen emulator clock) |
 | HYPERLAKE_BACKOFF_BASE | 0.25 (seconds; retries wait up to base * 2^attempt, full jitter) |
 | HYPERLAKE_MAX_ATTEMPTS | 6 (attempts per request before it goes to the gap ledger; 1 to 100) |
+| HYPERLAKE_SETTLE | 300 (seconds an empty answer waits to be final: pipelines.head; 0 to 86400) |
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from hyperlake.errors import UserError
 from hyperlake.net.info import InfoEndpoint
 from hyperlake.net.pacing import SharedWeightBudget
 from hyperlake.net.retry import Backoff
+from hyperlake.pipelines.head import Head
 from hyperlake.schemas.exchange import (
     HYDROMANCER_WEIGHT,
     HYDROMANCER_WEIGHT_PER_MINUTE,
@@ -41,6 +43,7 @@ from hyperlake.schemas.times import parse_instant
 #: Attempts and backoff beyond these are not a setting but a typo.
 MAX_ATTEMPTS_LIMIT = 100
 MAX_BACKOFF_BASE_S = 60.0
+MAX_SETTLE_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class SourceSettings:
     pinned_now_ms: int | None = None
     backoff_base: float = 0.25
     max_attempts: int = 6
+    settle_s: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SourceSettings:
@@ -78,6 +82,8 @@ class SourceSettings:
                                  low=0.001, high=MAX_BACKOFF_BASE_S),
             max_attempts=_whole(env, "HYPERLAKE_MAX_ATTEMPTS", defaults.max_attempts,
                                 high=MAX_ATTEMPTS_LIMIT),
+            settle_s=_number(env, "HYPERLAKE_SETTLE", defaults.settle_s, low=0.0,
+                             high=MAX_SETTLE_S, zero=True),
         )
 
     def hyperliquid_budget(self) -> SharedWeightBudget:
@@ -105,6 +111,11 @@ class SourceSettings:
     def backoff(self) -> Backoff:
         return Backoff(base=self.backoff_base, max_attempts=self.max_attempts)
 
+    def head(self, source_ms: int | None) -> Head:
+        """The head an answer is judged against: our clock, the source's, the settle
+        window (``pipelines.head``)."""
+        return Head(self.now_ms(), source_ms, int(self.settle_s * 1000))
+
     def now_ms(self) -> int:
         return self.pinned_now_ms if self.pinned_now_ms is not None else int(time.time() * 1000)
 
@@ -127,7 +138,7 @@ class SourceSettings:
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, low: float,
-            high: float = math.inf) -> float:
+            high: float = math.inf, zero: bool = False) -> float:
     """A finite number in [low, high]; NaN, infinities and the absurd are refused (a
     NaN budget would silently switch pacing off)."""
     text = env.get(name)
@@ -137,8 +148,9 @@ def _number(env: Mapping[str, str], name: str, default: float, *, low: float,
         value = float(text)
     except ValueError:
         raise UserError(f"{name}: {text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise UserError(f"{name}: must be a positive number, got {text!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        kind = "a number >= 0" if zero else "a positive number"
+        raise UserError(f"{name}: must be {kind}, got {text!r}")
     if not low <= value <= high:
         limit = f"between {low:g} and {high:g}" if math.isfinite(high) else f"at least {low:g}"
         raise UserError(f"{name}: {text!r} is out of range; give a number {limit}")

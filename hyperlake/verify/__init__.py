@@ -18,7 +18,9 @@ violation (exit 1)  two rows with one key; rows outside their partition's date; 
 warning             funding hours missing between the series' first and last row;
                     off-hour funding rows; rows that no coverage accounts for.
 info                buckets the source confirmed empty (covered, no row); buckets
-                    whose rows still sit in checkpoints, awaiting ``hyperlake compact``.
+                    whose rows still sit in checkpoints, awaiting ``hyperlake compact``;
+                    provisional buckets near the head of a source's data (answered
+                    empty or not closed yet: ``pipelines.head``), asked again next run.
 
 Funding cadence findings are warnings, not violations, because they describe the
 exchange rather than a defect of the lake: the real 2023 history has a missing hour

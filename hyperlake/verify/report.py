@@ -81,6 +81,8 @@ def findings_for(dataset: Dataset) -> dict[str, Finding]:
     found = {
         "empty": Finding(INFO, "empty, confirmed by the source", bucket),
         "pending": Finding(INFO, "in checkpoints, not compacted yet", bucket),
+        "provisional": Finding(INFO, "provisional near the head, re-checked next run",
+                               bucket),
         "failed": Finding(VIOLATION, "failed, in the gap ledger", bucket),
         "holes": Finding(VIOLATION, "never fetched, inside the extent", bucket),
         "duplicates": Finding(VIOLATION, "rows sharing a key", "rows"),
@@ -108,15 +110,17 @@ class SourceState:
     covered: RangeSet  # checkpoint parts and coverage markers
     pending: RangeSet  # parts that no marker covers yet: rows not in the lake yet
     failed: RangeSet  # the gap ledger
-    confirmed: RangeSet  # compacted and not failed: rows, or confirmed emptiness
+    confirmed: RangeSet  # compacted, not failed, settled: rows, or confirmed emptiness
+    provisional: RangeSet  # answered near the head, not settled yet (re-checked next run)
 
     @classmethod
     def read(cls, series: Series) -> SourceState:
         parts = RangeSet(span for span, _ in series.parts())  # before the markers
         compacted = series.compacted()
-        failed = RangeSet(gap.span for gap in series.gaps())
+        failed = series.ledger.spans()
+        provisional = series.provisional.spans()
         return cls(series.key.source, parts.union(compacted), parts.subtract(compacted),
-                   failed, compacted.subtract(failed))
+                   failed, compacted.subtract(failed).subtract(provisional), provisional)
 
 
 @dataclass
@@ -150,6 +154,7 @@ class SeriesReport:
             "coverage": extent_dict(self.covered, interval),
             "sources": {s.source: {**extent_dict(s.covered, interval),
                                    "pending": buckets_in(s.pending, interval),
+                                   "provisional": buckets_in(s.provisional, interval),
                                    "failed": buckets_in(s.failed, interval)}
                         for s in self.sources},
             "findings": {name: f.to_dict() for name, f in self.findings.items()},

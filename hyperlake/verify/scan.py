@@ -121,6 +121,7 @@ class SeriesCheck:
         interval = self.sid.interval
         for state in self.report.sources:
             self.f["pending"].add_spans(state.pending, interval)
+            self.f["provisional"].add_spans(state.provisional, interval)
             self.f["failed"].add_spans(state.failed, interval)
             if state.failed:
                 self.f["failed"].detail[state.source] += buckets_in(state.failed, interval)

@@ -6,7 +6,10 @@ workers together match ``--rate``, and commits its contiguous frontier: a part f
 covers [frontier, next unfinished bucket), so a ``kill -9`` at any instant loses
 only work that was never claimed. A 404 is an empty bucket (covered, never
 fabricated); a bucket that keeps failing goes to the gap ledger; an open candle
-(``x`` false) is not final and is not claimed either.
+(``x`` false) is not final: it goes to the provisional ledger, and so does a 404 near
+the head of Dwellir's data (``pipelines.head``: judged by the ``Date`` of that very
+answer, so an index whose clock is behind ours cannot turn its future into holes).
+Only requests for buckets near the head carry a header hook; older answers are final.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from hyperlake.lake.ranges import Span
 from hyperlake.net.curl import Completed, CurlPool, CurlSettings
 from hyperlake.net.pacing import TokenBucket
 from hyperlake.net.redact import redact
-from hyperlake.net.retry import Backoff, TerminalError
+from hyperlake.net.retry import Backoff, TerminalError, http_date_ms
 from hyperlake.pipelines.candles.registry import DWELLIR
+from hyperlake.pipelines.head import NOT_CLOSED, NOT_SETTLED, Head, larger_skew, merged
 from hyperlake.pipelines.runner import Counters, Report, Work
 from hyperlake.schemas.candles import CandleRow, candle_table, parse_candle
 from hyperlake.schemas.intervals import FIXED_STEP_MS
@@ -44,7 +48,10 @@ if TYPE_CHECKING:  # worker processes import this module: keep httpx out of them
     from hyperlake.pipelines.candles.job import CandleJob
     from hyperlake.pipelines.settings import SourceSettings
 
-PENDING, ROW, EMPTY, FAILED = 0, 1, 2, 3
+PENDING, ROW, EMPTY, FAILED, PROVISIONAL = 0, 1, 2, 3, 4
+#: Requests for buckets this close to the head read the answer's Date header; older
+#: buckets are settled unless the source's clock is further behind (the warm-up tells).
+HEAD_GUARD_MS = 6 * 3_600_000
 SOURCE: Source = "dwellir"
 
 
@@ -67,6 +74,8 @@ class ShardSpec:
     flush_seconds: float = 2.0
     lanes: int = 2  # distinct DWSESSION backends to spread over
     parent_pid: int = 0
+    now_ms: int | None = None  # our clock, when pinned (else the wall clock)
+    settle_ms: int = 300_000  # see ``pipelines.head``
 
 
 @dataclass
@@ -86,7 +95,7 @@ class _Segment:
         self.size = (span.end - span.start) // step
         self.status = bytearray(self.size)
         self.rows: dict[int, CandleRow] = {}
-        self.failures: dict[int, str] = {}
+        self.failures: dict[int, str] = {}  # why a bucket failed, or is provisional
         self.frontier = 0  # buckets before it are committed
         self.submitted = 0  # buckets before it were handed to the network at least once
         self._prefix_end = 0  # buckets before it are finished (it only ever grows)
@@ -137,6 +146,13 @@ class ShardRun:
                            f"&interval={spec.interval}&time=")
         self.cursor = 0  # segment being submitted
         self.cookies: list[str] = []
+        self.hook_from = 0  # buckets ending after this carry a header hook (near the head)
+
+    def client_ms(self) -> int:
+        return self.spec.now_ms if self.spec.now_ms is not None else int(time.time() * 1000)
+
+    def head(self, source_ms: int | None) -> Head:
+        return Head(self.client_ms(), source_ms, self.spec.settle_ms)
 
     # -- main loop -------------------------------------------------------------------
 
@@ -206,15 +222,23 @@ class ShardRun:
         tokens.charge(sent)
 
     def _send(self, pool: CurlPool, seg_index: int, offset: int) -> None:
-        open_ms = self.segments[seg_index].open_ms(offset)
+        seg = self.segments[seg_index]
+        open_ms = seg.open_ms(offset)
         cookie = self.cookies[offset % len(self.cookies)] if self.cookies else None
-        pool.submit(self.url_prefix + iso_second(open_ms), (seg_index, offset),
-                    [cookie] if cookie else None)
+        if open_ms + self.step > self.hook_from:  # near the head: keep the Date header
+            lines: list[bytes] = []
+            pool.submit(self.url_prefix + iso_second(open_ms), (seg_index, offset, lines),
+                        [cookie] if cookie else None, lines.append)
+        else:
+            pool.submit(self.url_prefix + iso_second(open_ms), (seg_index, offset, None),
+                        [cookie] if cookie else None)
         self.counters.requests += 1
 
     def _pick_backends(self, pool: CurlPool) -> list[str]:
-        """Warm ``lanes`` sessions, keeping those pinned to distinct backends."""
+        """Warm ``lanes`` sessions, keeping those pinned to distinct backends; their
+        Date headers tell how far behind ours Dwellir's clock is (``hook_from``)."""
         found: dict[str, str] = {}
+        source_ms: int | None = None
         for _ in range(self.spec.lanes * 3):
             if len(found) >= self.spec.lanes:
                 break
@@ -229,20 +253,26 @@ class ShardRun:
                 if name.lower() == "set-cookie" and value.strip().startswith("DWSESSION="):
                     session = value.strip().split(";", 1)[0]
                     found.setdefault(session, f"Cookie: {session}")
+            source_ms = _date_of(headers) or source_ms
+        head = self.head(source_ms)
+        self._note_skew(head)
+        self.hook_from = head.settle_line - HEAD_GUARD_MS
         return list(found.values())
+
+    def _note_skew(self, head: Head) -> None:
+        self.counters.clock_skew_ms = larger_skew(self.counters.clock_skew_ms, head.skew_ms)
 
     # -- answers ---------------------------------------------------------------------
 
     def _handle(self, done: Completed) -> None:
         if done.tag is None:
             return
-        seg_index, offset = done.tag
+        seg_index, offset, headers = done.tag
         seg = self.segments[seg_index]
         if done.status == 200:
             self._take_candle(seg, seg_index, offset, done.body)
         elif done.status == 404:
-            seg.status[offset] = EMPTY
-            self.counters.empty += 1
+            self._take_empty(seg, offset, headers)
         elif done.error is not None:
             self._retry(seg, seg_index, offset, done.error, None)
         elif done.status in (408, 429) or done.status >= 500:
@@ -261,11 +291,27 @@ class ShardRun:
         if row.t != seg.open_ms(offset):
             self._retry(seg, seg_index, offset, "candle for another bucket", None)
         elif not row.x:
-            self._fail(seg, offset, "candle still open")
+            self._provisional(seg, offset, NOT_CLOSED)
         else:
             seg.rows[offset] = row
             seg.status[offset] = ROW
             self.counters.fetched += 1
+
+    def _take_empty(self, seg: _Segment, offset: int, headers: list[bytes] | None) -> None:
+        """A 404: confirmed empty, unless near the head by this answer's own Date."""
+        if headers is not None:
+            head = self.head(_date_of(headers))
+            self._note_skew(head)
+            if seg.open_ms(offset) + self.step > head.settle_line:
+                self._provisional(seg, offset, NOT_SETTLED)
+                return
+        seg.status[offset] = EMPTY
+        self.counters.empty += 1
+
+    def _provisional(self, seg: _Segment, offset: int, reason: str) -> None:
+        seg.status[offset] = PROVISIONAL
+        seg.failures[offset] = reason
+        self.counters.provisional += 1
 
     def _retry(self, seg: _Segment, seg_index: int, offset: int, reason: str,
                retry_after: float | None) -> None:
@@ -309,9 +355,11 @@ class ShardRun:
     def _commit(self, seg: _Segment, end: int) -> None:
         start = seg.frontier
         rows = [seg.rows.pop(i) for i in range(start, end) if seg.status[i] == ROW]
-        failures = _failure_spans(seg, start, end)
+        failures = _status_spans(seg, start, end, FAILED)
+        provisional = _status_spans(seg, start, end, PROVISIONAL)
         table = candle_table(self.spec.market, self.spec.interval, SOURCE, rows)
-        self.writer.commit(Span(seg.open_ms(start), seg.open_ms(end)), table, failures)
+        self.writer.commit(Span(seg.open_ms(start), seg.open_ms(end)), table, failures,
+                           provisional)
         for offset in range(start, end):
             seg.failures.pop(offset, None)
         seg.frontier = end
@@ -322,18 +370,20 @@ class ShardRun:
             self.progress.put(("progress", self.spec.index, (self.counters, done)))
 
 
-def _failure_spans(seg: _Segment, start: int, end: int) -> list[Failure]:
-    """Consecutive failed buckets in [start, end) as ledger spans."""
-    failures: list[Failure] = []
-    offsets = sorted(o for o in seg.failures if start <= o < end)
-    for offset in offsets:
-        span = Span(seg.open_ms(offset), seg.open_ms(offset + 1))
-        reason = seg.failures[offset]
-        if failures and failures[-1].span.end == span.start and failures[-1].reason == reason:
-            failures[-1] = Failure(Span(failures[-1].span.start, span.end), reason)
-        else:
-            failures.append(Failure(span, reason))
-    return failures
+def _status_spans(seg: _Segment, start: int, end: int, status: int) -> list[Failure]:
+    """The buckets of [start, end) in ``status`` (failed, or provisional), joined into
+    ledger spans by reason."""
+    offsets = sorted(o for o in seg.failures if start <= o < end and seg.status[o] == status)
+    return merged(Failure(Span(seg.open_ms(o), seg.open_ms(o + 1)), seg.failures[o])
+                  for o in offsets)
+
+
+def _date_of(headers: list[bytes]) -> int | None:
+    """The server's clock from the raw header lines of an answer (its Date)."""
+    for line in headers:
+        if line[:5].lower() == b"date:":
+            return http_date_ms(line[5:])
+    return None
 
 
 def run_shard(spec: ShardSpec, progress: Any) -> None:
@@ -444,7 +494,9 @@ class DwellirFetch:
                       api_key=key, market=job.market, interval=job.interval,
                       rate=rate / len(shards), lake_root=str(job.lake),
                       job_folder=str(item.series.job_folder(item.want)), curl=curl,
-                      backoff=self.settings.backoff(), parent_pid=os.getpid())
+                      backoff=self.settings.backoff(), parent_pid=os.getpid(),
+                      now_ms=self.settings.pinned_now_ms,
+                      settle_ms=int(self.settings.settle_s * 1000))
             for i, segments in enumerate(shards)
         ]
         results = run_shards(specs, report)

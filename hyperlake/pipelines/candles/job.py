@@ -54,6 +54,7 @@ class JobSummary:
     gaps: int  # buckets left in the gap ledger for this range
     seconds: float
     requests_per_s: float
+    provisional: int = 0  # buckets of this range the source has not settled yet
 
     @classmethod
     def of(cls, job: CandleJob, result: ExtractResult) -> JobSummary:
@@ -62,7 +63,8 @@ class JobSummary:
         return cls(job.source, job.market, job.interval, format_instant(job.start_ms),
                    format_instant(job.end_ms), buckets_in([job.span], job.interval),
                    result.planned, counters, buckets_in(failed, job.interval), seconds,
-                   counters.requests / seconds if seconds > 0 else 0.0)
+                   counters.requests / seconds if seconds > 0 else 0.0,
+                   buckets_in(result.provisional[job.key], job.interval))
 
     def as_dict(self) -> dict[str, object]:
         return {"source": self.source, "market": self.market, "interval": self.interval,
@@ -70,7 +72,9 @@ class JobSummary:
                 "planned": self.planned, "fetched": self.counters.fetched,
                 "empty": self.counters.empty, "retried": self.counters.retried,
                 "failed": self.counters.failed, "requests": self.counters.requests,
-                "gaps": self.gaps, "seconds": round(self.seconds, 3),
+                "gaps": self.gaps, "provisional": self.provisional,
+                "clock_skew_s": round(self.counters.clock_skew_ms / 1000, 3),
+                "seconds": round(self.seconds, 3),
                 "requests_per_s": round(self.requests_per_s, 1),
                 "client_cpu_us_per_request": round(
                     1e6 * self.counters.cpu_seconds / self.counters.requests, 1)

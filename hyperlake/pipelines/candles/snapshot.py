@@ -22,6 +22,7 @@ from hyperlake.lake.ranges import Span, buckets_in
 from hyperlake.net.info import InfoClient, InfoEndpoint, InfoStats, malformed
 from hyperlake.net.retry import TransientError
 from hyperlake.pipelines.candles.job import CandleJob
+from hyperlake.pipelines.head import NOT_CLOSED, Head, larger_skew, merged, unsettled_empties
 from hyperlake.pipelines.runner import Counters, Report, Work
 from hyperlake.pipelines.settings import SourceSettings
 from hyperlake.schemas.candles import CandleRow, candle_table, parse_candle
@@ -63,53 +64,63 @@ class WindowFetcher:
         self.client = client
         self.counters = Counters()
 
-    def fetch(self, window: Span) -> tuple[list[CandleRow], list[Failure]]:
-        """Rows of the window's closed candles, and what could not be had."""
+    def fetch(self, window: Span) -> _Answer:
+        """The window's closed candles, what is provisional near the head of the
+        source's data, and what could not be had."""
         buckets = buckets_in([window], self.job.interval)
         before = self.client.stats.requests
         try:
-            answer = self.client.call(
+            records, source_ms = self.client.call_dated(
                 self.api.body(self.job.market, self.job.interval, window),
                 what=f"{self.api.name} candles {self.job.market} {self.job.interval}",
-                decode=lambda records: self._rows(window, _candle_list(records)),
+                decode=_candle_list,
                 reserve=self.client.endpoint.base_weight + self.api.weight(buckets),
-                weigh=lambda got: self.api.weight(got.answered))
+                weigh=lambda got: self.api.weight(len(got)))
+            answer = self._rows(window, records, self.settings.head(source_ms))
         except TransientError as exc:
             self.counters.failed += buckets
-            return [], [Failure(window, exc.reason)]
+            return _Answer([], [], [Failure(window, exc.reason)])
         finally:
             self.counters.requests += self.client.stats.requests - before
+        provisional = buckets_in((p.span for p in answer.provisional), self.job.interval)
         self.counters.fetched += len(answer.rows)
-        self.counters.empty += buckets - len(answer.rows) - len(answer.failures)
-        return answer.rows, answer.failures
+        self.counters.provisional += provisional
+        self.counters.empty += buckets - len(answer.rows) - provisional
+        self.counters.clock_skew_ms = larger_skew(self.counters.clock_skew_ms,
+                                                  answer.skew_ms)
+        return answer
 
-    def _rows(self, window: Span, records: list[dict[str, Any]]) -> _Answer:
-        """The window's closed candles, in order; an open one is a failure (retried by the
-        next run), a malformed one makes the whole answer worth asking for again."""
-        now = self.settings.now_ms()
+    def _rows(self, window: Span, records: list[dict[str, Any]], head: Head) -> _Answer:
+        """The window's closed candles, in order. A candle not closed yet is provisional
+        (not stored), and so is an empty bucket near the head (``pipelines.head``); a
+        malformed candle fails the window (``TransientError``: worth asking again)."""
         rows: dict[int, CandleRow] = {}
-        failures = []
+        open_candles: list[Failure] = []
         for record in records:
             try:
-                # Native candles carry no closed flag: our clock decides.
-                row = parse_candle(record, self.job.market, self.job.interval, now,
+                # Native candles carry no closed flag: the head decides.
+                row = parse_candle(record, self.job.market, self.job.interval, head.client_ms,
                                    closed=None if "x" in record else True)
             except InvalidRecord as exc:
                 raise TransientError(f"invalid candle: {exc}") from None
-            closed = row.x if "x" in record else row.t_close < now
+            closed = row.x if "x" in record else head.closed(row.t_close)
             if not window.start <= row.t < window.end:
                 continue  # the server's overlap at the window's edges
-            if not closed:
-                failures.append(Failure(Span(row.t, row.t_close + 1), "candle still open"))
-                continue
-            rows[row.t] = row
-        return _Answer([rows[t] for t in sorted(rows)], failures, len(records))
+            if closed:
+                rows[row.t] = row
+            else:
+                open_candles.append(Failure(Span(row.t, row.t_close + 1), NOT_CLOSED))
+        answered = [*rows, *(f.span.start for f in open_candles)]
+        provisional = merged([*open_candles, *unsettled_empties(window, self.job.interval,
+                                                               head, answered)])
+        return _Answer([rows[t] for t in sorted(rows)], provisional, [], head.skew_ms)
 
 
 class _Answer(NamedTuple):
     rows: list[CandleRow]
-    failures: list[Failure]
-    answered: int  # candles in the answer, edges included (what it weighs by)
+    provisional: list[Failure]  # answered, but not for good yet
+    failures: list[Failure]  # could not be had
+    skew_ms: int = 0
 
 
 def _candle_list(answer: Any) -> list[dict[str, Any]]:
@@ -142,10 +153,10 @@ class SnapshotFetch:
                 writer = ShardWriter(item.series, item.series.job_folder(item.want) / "shard-000")
                 for span in item.missing:
                     for window in windows(span, self.job.interval, SNAPSHOT_MAX_CANDLES):
-                        rows, failures = fetcher.fetch(window)
+                        answer = fetcher.fetch(window)
                         table = candle_table(self.job.market, self.job.interval, self.api.name,
-                                             rows)
-                        writer.commit(window, table, failures)
+                                             answer.rows)
+                        writer.commit(window, table, answer.failures, answer.provisional)
                         done += buckets_in([window], self.job.interval)
                         fetcher.counters.retried = stats.retried
                         report(fetcher.counters, done)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from hyperlake import __version__
@@ -28,6 +30,9 @@ from hyperlake.commands import (
 from hyperlake.errors import HyperlakeError
 
 COMMANDS = (candles, funding, compact, sql, export, emulator, demo, verify)
+#: Exit statuses of a run stopped from outside (128 + the signal, as shells report).
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,23 +47,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (workers stopped, locks released)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         code: int = args.run(args)
     except HyperlakeError as exc:
         print(f"hyperlake {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"hyperlake {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"hyperlake {args.command}: interrupted; what was committed stays, run the same "
+              "command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"hyperlake {args.command}: terminated (SIGTERM); what was committed stays, run "
+              "the same command again to resume", file=sys.stderr)
+        return EXIT_TERMINATED
     except BrokenPipeError:
         # The reader went away (``hyperlake sql ... | head``): not an error of ours.
         # Point stdout at devnull so the interpreter's final flush stays quiet.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return code
 
 

@@ -1,7 +1,10 @@
 """One writer per lake: an OS lock that dies with its holder.
 
-``flock`` is released by the kernel when the holding process exits, however it
-exits (``kill -9`` included), so a crashed run never leaves a stale lock behind.
+``flock`` is released by the kernel when the last descriptor of the open lock file
+is closed, however its holders exit (``kill -9`` included), so a crashed run never
+leaves a stale lock behind. A run's worker processes inherit that descriptor
+(``fileno``): the lake stays locked while any process of the run could still write,
+so a worker orphaned by its parent's death can never commit beside the next run.
 """
 
 from __future__ import annotations
@@ -22,10 +25,25 @@ class LakeBusy(HyperlakeError):
     exit_code = 3
 
 
+#: The locks this process holds, by lock file: a stage's workers inherit them.
+_HELD: dict[str, LakeLock] = {}
+
+
 class LakeLock:
     def __init__(self, lock_file: Path) -> None:
         self.lock_file = lock_file
         self._fd: int | None = None
+
+    @staticmethod
+    def held(lock_file: Path) -> LakeLock | None:
+        """The lock this process holds on ``lock_file``, if it holds it."""
+        return _HELD.get(os.path.abspath(lock_file))
+
+    def fileno(self) -> int:
+        """The locked descriptor (for worker processes to inherit)."""
+        if self._fd is None:
+            raise RuntimeError(f"{self.lock_file} is not locked by this process")
+        return self._fd
 
     def acquire(self) -> None:
         self.lock_file.parent.mkdir(parents=True, exist_ok=True)
@@ -42,8 +60,10 @@ class LakeLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv[:3])}\n".encode())
         self._fd = fd
+        _HELD[os.path.abspath(self.lock_file)] = self
 
     def release(self) -> None:
+        _HELD.pop(os.path.abspath(self.lock_file), None)
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 fcntl.flock(self._fd, fcntl.LOCK_UN)

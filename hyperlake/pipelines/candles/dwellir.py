@@ -14,14 +14,18 @@ Only requests for buckets near the head carry a header hook; older answers are f
 
 from __future__ import annotations
 
+import ctypes
 import heapq
 import multiprocessing as mp
 import os
 import queue as queue_module
 import random
+import signal
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from multiprocessing import reduction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -30,6 +34,7 @@ import orjson
 
 from hyperlake.lake.checkpoints import Series, ShardWriter
 from hyperlake.lake.ledger import Failure
+from hyperlake.lake.lock import LakeLock
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import Span
 from hyperlake.net.curl import Completed, CurlPool, CurlSettings
@@ -353,6 +358,7 @@ class ShardRun:
                 return  # later segments wait: commits stay in time order
 
     def _commit(self, seg: _Segment, end: int) -> None:
+        self._check_parent()  # an orphan never commits
         start = seg.frontier
         rows = [seg.rows.pop(i) for i in range(start, end) if seg.status[i] == ROW]
         failures = _status_spans(seg, start, end, FAILED)
@@ -386,8 +392,18 @@ def _date_of(headers: list[bytes]) -> int | None:
     return None
 
 
-def run_shard(spec: ShardSpec, progress: Any) -> None:
-    """Worker process entry point: results and errors travel back on ``progress``."""
+def run_shard(spec: ShardSpec, progress: Any, lake_lock: Any) -> None:
+    """Worker process entry point: results and errors travel back on ``progress``.
+
+    The worker dies with its parent (``PR_SET_PDEATHSIG``), checks its parent before
+    every commit, and keeps the run's lake lock open (``lake_lock``, the inherited
+    descriptor): even a worker that outlives its parent holds the lake locked, so the
+    next run is refused until it is gone and nothing is ever committed beside it.
+    Ctrl-C is the parent's to handle: the worker ignores SIGINT (one line, not one
+    traceback per worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(spec.parent_pid)
+    lake_lock.detach()  # the descriptor stays open until this process ends
     try:
         counters = ShardRun(spec, progress).run()
         progress.put(("done", spec.index, ShardResult(spec.index, counters)))
@@ -396,6 +412,34 @@ def run_shard(spec: ShardSpec, progress: Any) -> None:
     except OSError as exc:
         message = redact(str(exc), [spec.api_key])
         progress.put(("done", spec.index, ShardResult(spec.index, Counters(), message, True)))
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux), and stop at
+    once if the parent is already gone."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent_pid and os.getppid() != parent_pid:
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+class InheritedFd:
+    """A descriptor a spawned worker inherits: pickled (as the process starts) into
+    multiprocessing's own fd passing, so the child gets the very open file."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_identity, (reduction.DupFd(self.fd),))
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 # -- the parent side ------------------------------------------------------------------
@@ -426,16 +470,20 @@ def split_shards(segments: list[Span], step: int, workers: int) -> list[tuple[Sp
     return shards
 
 
-def run_shards(specs: list[ShardSpec], on_progress: Any) -> list[ShardResult]:
-    """Run each shard in a spawned process; ``on_progress(counters, done)`` as they go."""
+def run_shards(specs: list[ShardSpec], on_progress: Any, lock: LakeLock) -> list[ShardResult]:
+    """Run each shard in a spawned process holding ``lock`` too; ``on_progress(counters,
+    done)`` as they go. When this process is interrupted, the workers are stopped
+    before the exception goes on (what they committed stays; the next run resumes)."""
     if not specs:
         return []
     context = mp.get_context("spawn")
     channel = context.Queue()
-    processes = [context.Process(target=run_shard, args=(spec, channel), daemon=True)
-                 for spec in specs]
+    inherited = InheritedFd(lock.fileno())
+    processes = [context.Process(target=run_shard, args=(spec, channel, inherited),
+                                 daemon=True) for spec in specs]
     for process in processes:
         process.start()
+    finished = False
     latest: dict[int, tuple[Counters, int]] = {}
     results: dict[int, ShardResult] = {}
     try:
@@ -453,12 +501,22 @@ def run_shards(specs: list[ShardSpec], on_progress: Any) -> list[ShardResult]:
             for counters, _ in latest.values():
                 total.merge(counters)
             on_progress(total, sum(done for _, done in latest.values()))
+        finished = True
     finally:
-        for process in processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.terminate()
+        _stop(processes, wait_s=5.0 if finished else 0.0)
+        channel.close()
+        channel.join_thread()
     return [results[i] for i in sorted(results)]
+
+
+def _stop(processes: list[Any], wait_s: float) -> None:
+    """Join the workers (after ``wait_s`` of grace, terminate the rest)."""
+    for process in processes:
+        process.join(timeout=wait_s)
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _check_alive(processes: list[Any], results: dict[int, ShardResult],
@@ -499,7 +557,10 @@ class DwellirFetch:
                       settle_ms=int(self.settings.settle_s * 1000))
             for i, segments in enumerate(shards)
         ]
-        results = run_shards(specs, report)
+        lock = LakeLock.held(LakePaths(job.lake).lock_file)
+        if lock is None:
+            raise RuntimeError("a Dwellir fetch runs under its run's lake lock (pipelines.runner)")
+        results = run_shards(specs, report, lock)
         total = Counters()
         errors = []
         for result in results:

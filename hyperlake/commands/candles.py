@@ -108,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
 def _report(summary: JobSummary, as_json: bool) -> None:
     from hyperlake.commands.output import head_notes, summary_line
 
+    for line in summary.quarantined:
+        print(f"hyperlake candles: {line}", file=sys.stderr)
     if as_json:
         print(summary_line(**summary.as_dict()))
         return

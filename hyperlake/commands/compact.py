@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from hyperlake.schemas.vocabulary import DATASETS
@@ -37,9 +38,12 @@ def run(args: argparse.Namespace) -> int:
     job = CompactJob(lake=lake_root(args.lake), datasets=datasets,
                      precedence=validate_precedence(args.prefer))
     stats, seconds = run_compact(job)
+    for moved in stats.quarantined:
+        print(f"hyperlake compact: {moved.line(job.lake)}", file=sys.stderr)
     fields = {"series_groups": len(stats.groups), "parts_consumed": stats.parts_consumed,
               "rows_in": stats.rows_in, "partitions_written": stats.partitions_written,
               "partitions_unchanged": stats.partitions_unchanged, "rows_out": stats.rows_out,
+              "quarantined": [str(q.original) for q in stats.quarantined],
               "seconds": round(seconds, 3)}
     if args.json:
         print(summary_line(**fields))

@@ -107,6 +107,8 @@ def _report(summary: FundingSummary, as_json: bool) -> None:
     from hyperlake.commands.output import head_notes, summary_line
 
     data = summary.as_dict()
+    for line in summary.quarantined:
+        print(f"hyperlake funding: {line}", file=sys.stderr)
     if as_json:
         print(summary_line(**data))
         return

@@ -23,7 +23,7 @@ EPILOG = """\
 violations (exit 1): duplicate keys, rows outside their partition's date, OHLC
 sanity failures (l <= min(o, c), max(o, c) <= h, v >= 0, n >= 0, t_close = next
 bucket - 1), failed buckets in the gap ledger, never-fetched holes between covered
-spans, funding hours with several rows, unreadable partitions.
+spans, funding hours with several rows, unreadable partitions or checkpoint parts.
 warnings (exit 0): funding hours missing between rows and off-hour funding rows (the
 real 2023 history has both), rows outside any recorded coverage.
 info: buckets confirmed empty by the source; buckets still awaiting `hyperlake compact`;

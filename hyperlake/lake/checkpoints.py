@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from hyperlake.lake.atomic import atomic_path, fsync_dir, remove_durably, write_parquet_atomic
 from hyperlake.lake.ledger import Failure, Gap, SpanLedger
 from hyperlake.lake.paths import COVERED, GAP, JOB, PART, PROVISIONAL, LakePaths, SeriesKey
+from hyperlake.lake.quarantine import Quarantined, parquet_looks_whole, quarantine
 from hyperlake.lake.ranges import RangeSet, Span
 
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
@@ -84,16 +85,34 @@ class Series:
 
     def record_coverage(self, spans: Iterable[Span]) -> None:
         """Fold ``spans`` into the coverage markers (names state the spans)."""
+        self._write_coverage(self.compacted().union(RangeSet(spans)))
+
+    def drop_coverage(self, span: Span) -> None:
+        """Claim ``span`` no more (its rows were lost: the next run fetches it again)."""
+        compacted = self.compacted()
+        if compacted.intersect(RangeSet([span])):
+            self._write_coverage(compacted.subtract(RangeSet([span])))
+
+    def _write_coverage(self, merged: RangeSet) -> None:
         folder = self.coverage_folder
         folder.mkdir(parents=True, exist_ok=True)
         old = [p for p in folder.iterdir() if COVERED.parse(p.name) is not None]
-        merged = self.compacted().union(RangeSet(spans))
         wanted = {COVERED.spell(s) for s in merged}
         for name in sorted(wanted - {p.name for p in old}):
             with atomic_path(folder / name) as tmp:
                 tmp.write_bytes(b"")
         remove_durably([p for p in old if p.name not in wanted])
         fsync_dir(folder)
+
+    def quarantine_broken_parts(self) -> list[Quarantined]:
+        """Move aside every part that is not a whole Parquet file (its name no longer
+        claims its span, so the span is fetched again)."""
+        moved = []
+        for _, path in self.parts():
+            problem = parquet_looks_whole(path)
+            if problem is not None:
+                moved.append(quarantine(self.paths, path, problem))
+        return moved
 
     def read_parts(self, schema: pa.Schema) -> pa.Table:
         """Every row of every part, as written (duplicates included)."""

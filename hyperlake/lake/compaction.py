@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +30,13 @@ import pyarrow.parquet as pq
 
 from hyperlake.lake.atomic import atomic_path, remove_durably
 from hyperlake.lake.checkpoints import Series
-from hyperlake.lake.paths import JOB, LAKE_FILE, PART
+from hyperlake.lake.paths import JOB, LAKE_FILE, PART, LakePaths
+from hyperlake.lake.quarantine import Quarantined, quarantine
 from hyperlake.lake.ranges import Span
 from hyperlake.schemas.datasets import DatasetSpec
 from hyperlake.schemas.intervals import DAY_MS
 from hyperlake.schemas.records import TS
+from hyperlake.schemas.vocabulary import Dataset
 
 ROW_GROUP_ROWS = 32_768
 LAKE_WRITE_OPTIONS: dict[str, object] = {
@@ -51,6 +52,24 @@ class CompactionError(RuntimeError):
     """A check before the swap failed: nothing was replaced."""
 
 
+class BrokenFile(Exception):
+    """A checkpoint part or partition that cannot be read (``lake.quarantine``)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def read_lake_table(path: Path, spec: DatasetSpec) -> pa.Table:
+    """A part's or partition's rows in the lake schema; ``BrokenFile`` if unreadable."""
+    try:
+        return _conform(pq.read_table(path), spec.lake_schema)
+    except (OSError, pa.ArrowException) as exc:
+        lines = str(exc).strip().splitlines()
+        raise BrokenFile(path, lines[0] if lines else type(exc).__name__) from None
+
+
 @dataclass
 class CompactionStats:
     partitions_written: int = 0
@@ -59,6 +78,7 @@ class CompactionStats:
     rows_out: int = 0  # rows in the partitions written
     parts_consumed: int = 0
     groups: list[str] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
 
 
 def utc_date(ms: int) -> str:
@@ -112,7 +132,7 @@ class _PartReader:
     def rows(self, span: Span, path: Path, lo: int, hi: int) -> pa.Table:
         cached = self._cache.get(path)
         if cached is None:
-            table = _conform(pq.read_table(path), self.spec.lake_schema)
+            table = read_lake_table(path, self.spec)
             if span.start >= lo and span.end <= hi:
                 return table  # wholly inside this day: no need to keep it
             cached = self._cache[path] = (span, table)
@@ -149,7 +169,7 @@ def merge_partition(folder: Path, incoming: list[pa.Table], spec: DatasetSpec,
 def _merge_partition(folder: Path, incoming: list[pa.Table], spec: DatasetSpec,
                      precedence: tuple[str, ...]) -> tuple[bool, int]:
     final = folder / LAKE_FILE
-    current = _conform(pq.read_table(final), spec.lake_schema) if final.exists() else None
+    current = read_lake_table(final, spec) if final.exists() else None
     tables = [t for t in ([current] if current is not None else []) + incoming if t.num_rows]
     if not tables:
         return False, 0
@@ -183,26 +203,37 @@ def _same_bytes(a: Path, b: Path) -> bool:
     return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
 
 
-def compact_group(partition_folder: Callable[[str], Path], series_list: list[Series],
+def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list: list[Series],
                   spec: DatasetSpec, precedence: tuple[str, ...],
                   stats: CompactionStats) -> bool:
     """Compact every part of the series of one (dataset, market, interval).
-    Returns whether there was anything to compact."""
-    parts = [(span, path, series) for series in series_list for span, path in series.parts()]
+    Returns whether there was anything to compact. A part or partition that cannot
+    be read is quarantined (``lake.quarantine``) and the rest goes on."""
+    parts = [(span, path) for series in series_list for span, path in series.parts()]
     if not parts:
         return False
-    days = sorted({d for span, _, _ in parts for d in days_of(span)})
+    days = sorted({d for span, _ in parts for d in days_of(span)})
     reader = _PartReader(spec)
     for day in days:
         lo, hi = day * DAY_MS, (day + 1) * DAY_MS
-        incoming = [reader.rows(span, path, lo, hi) for span, path, _ in parts
-                    if span.start < hi and lo < span.end]
+        incoming = []
+        for span, path in [p for p in parts if p[0].start < hi and lo < p[0].end]:
+            try:
+                incoming.append(reader.rows(span, path, lo, hi))
+            except BrokenFile as broken:
+                stats.quarantined.append(quarantine(paths, broken.path, broken.reason))
+                parts.remove((span, path))
         reader.forget_before(hi)
         stats.rows_in += sum(t.num_rows for t in incoming)
         if not any(t.num_rows for t in incoming):
             continue
-        written, rows = merge_partition(partition_folder(utc_date(lo)), incoming, spec,
-                                        precedence)
+        folder = paths.partition(*group, utc_date(lo))
+        try:
+            written, rows = merge_partition(folder, incoming, spec, precedence)
+        except BrokenFile as broken:
+            stats.quarantined.append(quarantine(paths, broken.path, broken.reason))
+            _forget_day(paths, group, Span(lo, hi))
+            written, rows = merge_partition(folder, incoming, spec, precedence)
         if written:
             stats.partitions_written += 1
             stats.rows_out += rows
@@ -217,6 +248,14 @@ def compact_group(partition_folder: Callable[[str], Path], series_list: list[Ser
         stats.parts_consumed += len(consumed)
         _remove_empty_jobs(series.folder)
     return True
+
+
+def _forget_day(paths: LakePaths, group: tuple[Dataset, str, str], day: Span) -> None:
+    """A partition's rows were lost: no source's coverage claims its day any more."""
+    dataset, market, interval = group
+    for key in paths.state_keys(dataset):
+        if (key.market, key.interval) == (market, interval):
+            Series(paths, key).drop_coverage(day)
 
 
 def _remove_empty_jobs(folder: Path) -> None:

@@ -46,8 +46,13 @@ class LakeLock:
         return self._fd
 
     def acquire(self) -> None:
-        self.lock_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.lock_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise HyperlakeError(
+                f"cannot open the lake's lock file {self.lock_file}: "
+                f"{exc.strerror or exc}; it must be a writable regular file") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -9,6 +9,7 @@ Layout under the lake root (default ``./data``):
     _state/provisional/<dataset>/<source>/market=…/interval=…/provisional-<a>-<b>.json
     _state/coverage/<dataset>/<source>/market=…/interval=…/covered-<a>-<b>
     _state/universe/…   _state/writer.lock
+    _quarantine/…       files that could not be read, moved aside (``lake.quarantine``)
 
 Partition values are URL-encoded (``:`` → ``%3A``, ``@107`` → ``%40107``); DuckDB,
 polars and pyarrow decode them. Values that differ only in
@@ -145,6 +146,10 @@ class LakePaths:
     @property
     def lock_file(self) -> Path:
         return self.state / "writer.lock"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "_quarantine"
 
     def dataset(self, name: Dataset) -> Path:
         return self.root / name

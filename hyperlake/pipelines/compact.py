@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from hyperlake.errors import UserError
@@ -55,7 +54,7 @@ def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
                 sweep_temporaries(series.folder)
                 groups[(series.key.market, series.key.interval)].append(series)
             for (market, interval), series_list in sorted(groups.items()):
-                folder = partial(paths.partition, dataset, market, interval)
-                if compact_group(folder, series_list, spec, job.precedence, stats):
+                group = (dataset, market, interval)
+                if compact_group(paths, group, series_list, spec, job.precedence, stats):
                     stats.groups.append(f"{dataset} {market} {interval}")
     return stats, time.monotonic() - started

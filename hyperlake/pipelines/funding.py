@@ -88,6 +88,7 @@ class FundingSummary:
     seconds: float
     weight_spent: float
     provisional: int = 0  # hours of the range not settled yet, all coins
+    quarantined: tuple[str, ...] = ()  # broken parts moved aside, one line each
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -97,6 +98,7 @@ class FundingSummary:
             "requests": self.counters.requests, "retried": self.counters.retried,
             "failed_windows": sum(o.failed_windows for o in self.outcomes),
             "gaps": self.gaps, "provisional": self.provisional,
+            "quarantined": list(self.quarantined),
             "clock_skew_s": round(self.counters.clock_skew_ms / 1000, 3),
             "skipped_coins": {o.market: o.skipped for o in self.outcomes if o.skipped},
             "weight": self.weight_spent, "seconds": round(self.seconds, 3),
@@ -286,4 +288,5 @@ def run_funding(job: FundingJob, settings: SourceSettings,
                       for spans in result.provisional.values())
     return FundingSummary(len(job.markets), format_instant(job.start_ms),
                           format_instant(job.end_ms), outcomes, counters, gaps,
-                          result.seconds, fetch.stats.weight, provisional)
+                          result.seconds, fetch.stats.weight, provisional,
+                          tuple(q.line(job.lake) for q in result.quarantined))

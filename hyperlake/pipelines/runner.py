@@ -32,6 +32,7 @@ from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.ledger import Gap
 from hyperlake.lake.lock import LakeLock
 from hyperlake.lake.paths import LakePaths, SeriesKey
+from hyperlake.lake.quarantine import Quarantined
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
 from hyperlake.pipelines.head import larger_skew
 
@@ -108,6 +109,7 @@ class ExtractResult:
     planned: int = 0  # units of progress that had to be fetched
     gaps: dict[SeriesKey, list[Gap]] = field(default_factory=dict)
     provisional: dict[SeriesKey, RangeSet] = field(default_factory=dict)
+    quarantined: list[Quarantined] = field(default_factory=list)
 
 
 class ExtractRun:
@@ -116,6 +118,7 @@ class ExtractRun:
     def __init__(self, lake: Path) -> None:
         self.paths = LakePaths(lake)
         self._lock = LakeLock(self.paths.lock_file)
+        self.quarantined: list[Quarantined] = []  # broken parts moved aside by ``plan``
 
     def __enter__(self) -> ExtractRun:
         self._lock.acquire()
@@ -126,13 +129,15 @@ class ExtractRun:
         self._lock.release()
 
     def plan(self, targets: Iterable[tuple[SeriesKey, Span]]) -> list[Work]:
-        """What is missing of each target, from the files (after sweeping leftovers)."""
+        """What is missing of each target, from the files (after sweeping leftovers and
+        moving aside parts that are not whole: their names must not claim coverage)."""
         work = []
         for key, want in targets:
             series = Series(self.paths, key)
             sweep_temporaries(series.folder)
             sweep_temporaries(series.ledger.folder)
             sweep_temporaries(series.provisional.folder)
+            self.quarantined += series.quarantine_broken_parts()
             work.append(Work(series=series, want=want, missing=series.missing(want)))
         return work
 
@@ -154,7 +159,7 @@ class ExtractRun:
             counters = fetch(todo, report)
         return ExtractResult(work, counters, time.monotonic() - started, planned,
                              {w.key: w.gaps() for w in work},
-                             {w.key: w.provisional() for w in work})
+                             {w.key: w.provisional() for w in work}, list(self.quarantined))
 
 
 def extract(lake: Path, targets: Iterable[tuple[SeriesKey, Span]], fetch: Fetch,

@@ -89,6 +89,8 @@ def findings_for(dataset: Dataset) -> dict[str, Finding]:
         "misplaced": Finding(VIOLATION, "rows outside their partition's date", "rows"),
         "bad_rows": Finding(VIOLATION, sanity, "rows"),
         "unreadable": Finding(VIOLATION, "partitions that cannot be read", "partitions"),
+        "unreadable_parts": Finding(VIOLATION, "checkpoint parts that cannot be read",
+                                    "parts"),
         "uncovered_rows": Finding(WARNING, "rows outside any recorded coverage", "rows"),
     }
     if dataset == "funding":

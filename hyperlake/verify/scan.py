@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.compaction import days_of
 from hyperlake.lake.paths import LakePaths, SeriesKey, lake_files
+from hyperlake.lake.quarantine import parquet_looks_whole
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
 from hyperlake.schemas.datasets import DATASET_SPECS
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, is_interval
@@ -66,6 +67,14 @@ def _day_number(day: dt.date) -> int:
     return (day - EPOCH_DATE).days
 
 
+def _footer_problem(path: Path) -> str | None:
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
 def read_partition(folder: Path, columns: list[str]) -> pa.Table:
     """Every lake file of one partition (normally just part-0.parquet), some columns.
     Raises OSError or pyarrow.ArrowException when a file cannot be read."""
@@ -81,8 +90,9 @@ class SeriesCheck:
         self.key = DATASET_SPECS[sid.dataset].key
         self.funding = sid.dataset == "funding"
         self.columns = _FUNDING_COLUMNS if self.funding else _CANDLE_COLUMNS
-        states = [SourceState.read(Series(paths, SeriesKey(sid.dataset, s, sid.market,
-                                                           sid.interval))) for s in sources]
+        self.series = [Series(paths, SeriesKey(sid.dataset, s, sid.market, sid.interval))
+                       for s in sources]
+        states = [SourceState.read(series) for series in self.series]
         self.report = SeriesReport(sid, states, findings_for(sid.dataset))
         self.f = self.report.findings
         self.covered = self.report.covered
@@ -117,7 +127,18 @@ class SeriesCheck:
 
     # state files
 
+    def _unreadable_parts(self) -> None:
+        """Checkpoint parts that are not whole Parquet files (or whose footer cannot be
+        read): their names claim coverage their rows cannot back."""
+        for series in self.series:
+            for span, path in series.parts():
+                problem = parquet_looks_whole(path) or _footer_problem(path)
+                if problem is not None:
+                    text = f"{path.relative_to(series.paths.root)}: {problem}"
+                    self.f["unreadable_parts"].add(1, [(span.start, text)])
+
     def _state_findings(self) -> None:
+        self._unreadable_parts()
         interval = self.sid.interval
         for state in self.report.sources:
             self.f["pending"].add_spans(state.pending, interval)

@@ -55,6 +55,7 @@ class JobSummary:
     seconds: float
     requests_per_s: float
     provisional: int = 0  # buckets of this range the source has not settled yet
+    quarantined: tuple[str, ...] = ()  # broken parts moved aside, one line each
 
     @classmethod
     def of(cls, job: CandleJob, result: ExtractResult) -> JobSummary:
@@ -64,7 +65,8 @@ class JobSummary:
                    format_instant(job.end_ms), buckets_in([job.span], job.interval),
                    result.planned, counters, buckets_in(failed, job.interval), seconds,
                    counters.requests / seconds if seconds > 0 else 0.0,
-                   buckets_in(result.provisional[job.key], job.interval))
+                   buckets_in(result.provisional[job.key], job.interval),
+                   tuple(q.line(job.lake) for q in result.quarantined))
 
     def as_dict(self) -> dict[str, object]:
         return {"source": self.source, "market": self.market, "interval": self.interval,
@@ -73,6 +75,7 @@ class JobSummary:
                 "empty": self.counters.empty, "retried": self.counters.retried,
                 "failed": self.counters.failed, "requests": self.counters.requests,
                 "gaps": self.gaps, "provisional": self.provisional,
+                "quarantined": list(self.quarantined),
                 "clock_skew_s": round(self.counters.clock_skew_ms / 1000, 3),
                 "seconds": round(self.seconds, 3),
                 "requests_per_s": round(self.requests_per_s, 1),

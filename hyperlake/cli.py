@@ -10,6 +10,7 @@ the functions that run it (``tests/commands/test_cli_startup.py`` checks).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -55,6 +56,23 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
+_ADVICE = {
+    errno.ENOSPC: "free some space and run the same command again (what was committed stays)",
+    errno.EDQUOT: "free some space and run the same command again (what was committed stays)",
+    errno.EROFS: "the file system is read-only; choose a writable --lake or --output",
+    errno.EACCES: "no permission; choose a folder you can write, or fix its permissions",
+    errno.EPERM: "not permitted; choose a folder you can write",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line: what the system said, on which file, and what to do."""
+    what = exc.strerror or str(exc)
+    where = f" ({exc.filename})" if exc.filename else ""
+    advice = _ADVICE.get(exc.errno or 0)
+    return f"{what}{where}" + (f"; {advice}" if advice else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -79,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # The system refused a file operation (no space, read-only, no permission):
+        # what was committed stays, and the message says which file and why.
+        print(f"hyperlake {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)

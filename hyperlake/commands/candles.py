@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,11 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+def max_workers() -> int:
+    """More worker processes than this only contend for the cores."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def build_job(args: argparse.Namespace, settings: SourceSettings) -> CandleJob:
     import httpx
 
@@ -69,10 +75,11 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> CandleJob:
     end = parse_instant(args.end, "--end")
     chosen.check(args.interval, start, end, settings.now_ms())
     rate = chosen.rate(args.rate, args.plan)
-    if args.workers is not None and args.workers < 1:
+    if args.workers is not None and not 1 <= args.workers <= max_workers():
         from hyperlake.errors import UserError
 
-        raise UserError("--workers must be at least 1")
+        raise UserError(f"--workers {args.workers}: give 1 to {max_workers()} (4 per core "
+                        "of this machine)")
     workers = args.workers or max(1, int(-(-(rate or 1) // 8000)))
     root = lake_root(args.lake)
     if chosen.key_env is not None:

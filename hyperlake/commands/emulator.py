@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -69,8 +72,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
     start = int(time.time() * 1000) if args.clock == "now" else parse_instant(args.clock,
                                                                               "--clock")
-    if args.clock_rate < 0:
-        raise UserError("--clock-rate: must be >= 0")
+    if not math.isfinite(args.clock_rate) or args.clock_rate < 0:
+        raise UserError("--clock-rate: must be a finite number >= 0")
+    _check_binding(args)
     keys = {}
     for item in args.dwellir_key or ["dw-test-key=scale"]:
         key, sep, plan = item.partition("=")
@@ -93,6 +97,26 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     return config
+
+
+def _check_binding(args: argparse.Namespace) -> None:
+    """Ports, address and CPU the servers can really have: one line, not a traceback."""
+    for name, port in (("--port", args.port), ("--tls-port", args.tls_port)):
+        if port is not None and not 1 <= port <= 65535:
+            raise UserError(f"{name} {port}: a port is 1 to 65535 (or leave it out for a free "
+                            "one)")
+    try:
+        socket.getaddrinfo(args.host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise UserError(f"--host {args.host!r}: not an address this machine can bind, "
+                        "e.g. 127.0.0.1") from None
+    if args.cpu is not None and args.cpu not in os.sched_getaffinity(0):
+        raise UserError(f"--cpu {args.cpu}: this process may run on CPUs "
+                        f"{sorted(os.sched_getaffinity(0))}")
+    for name, value in (("--info-weight", args.info_weight),
+                        ("--hydromancer-weight", args.hydromancer_weight)):
+        if value < 1:
+            raise UserError(f"{name} {value}: must be at least 1")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -59,11 +59,11 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hyperlake.commands.output import summary_line
-    from hyperlake.lake.paths import lake_root
+    from hyperlake.lake.paths import existing_lake
     from hyperlake.verify import verify_lake
 
     datasets = (args.dataset,) if args.dataset else DATASETS
-    report = verify_lake(lake_root(args.lake), datasets, args.market, args.interval)
+    report = verify_lake(existing_lake(args.lake), datasets, args.market, args.interval)
     print(summary_line(**report.to_dict()) if args.json else render(report))
     return EXIT_VIOLATIONS if report.violations else 0
 

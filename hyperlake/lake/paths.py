@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -125,11 +126,27 @@ class SeriesKey:
 
 
 def lake_root(cli_value: str | None = None) -> Path:
-    """``--lake`` beats ``$HYPERLAKE_LAKE`` beats ``./data``."""
+    """``--lake`` beats ``$HYPERLAKE_LAKE`` beats ``./data``. It may not exist yet (the
+    stages that write create it), but what exists there must be a directory."""
     text = cli_value or os.environ.get(LAKE_ENV) or DEFAULT_LAKE
     root = Path(text).expanduser()
-    if root.exists() and not root.is_dir():
+    try:
+        info = root.stat()
+    except FileNotFoundError:
+        return root
+    except OSError as exc:  # a symlink loop, a name too long, a file on the way
+        raise UserError(f"--lake {root}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(info.st_mode):
         raise UserError(f"--lake: {root} exists and is not a directory")
+    return root
+
+
+def existing_lake(cli_value: str | None = None) -> Path:
+    """The lake root a command reads: it must exist (a typo must not read as "no data")."""
+    root = lake_root(cli_value)
+    if not root.is_dir():
+        raise UserError(f"--lake: {root} does not exist (give --lake DIR or set "
+                        f"${LAKE_ENV})")
     return root
 
 

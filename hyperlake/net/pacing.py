@@ -43,7 +43,7 @@ def safe_file_stem(name: str) -> str:
 
 
 def _ensure_private_folder(folder: Path) -> None:
-    """Create the default folder 0o700 and refuse one another user planted in /tmp."""
+    """Create the folder 0o700 and refuse one another user planted (in /tmp, say)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = folder.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
@@ -133,10 +133,13 @@ class SharedWeightBudget:
         self._clock = clock
         if folder is None:
             folder = default_pacing_folder()
-            _ensure_private_folder(folder)
-        else:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = folder / f"{safe_file_stem(name)}.bucket"
+        try:
+            _ensure_private_folder(folder)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise UserError(f"pacing folder {folder}: {exc.strerror or exc}; set "
+                            f"{PACING_DIR_ENV} to a writable folder of yours") from None
 
     def reserve(self, weight: float) -> float:
         """Take ``weight`` and return 0.0, or return the seconds until it would fit.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class SourceSettings:
             hydromancer_key=env.get("HYPERLAKE_HYDROMANCER_KEY") or None,
             dwellir_url=_url(env, "HYPERLAKE_DWELLIR_URL", defaults.dwellir_url),
             dwellir_key=env.get("HYPERLAKE_DWELLIR_KEY") or None,
-            ca_bundle=env.get("HYPERLAKE_CA_BUNDLE") or None,
+            ca_bundle=_ca_bundle(env.get("HYPERLAKE_CA_BUNDLE") or None),
             hyperliquid_weight=_number(env, "HYPERLAKE_HYPERLIQUID_WEIGHT",
                                        defaults.hyperliquid_weight, low=1.0),
             hydromancer_weight=_number(env, "HYPERLAKE_HYDROMANCER_WEIGHT",
@@ -169,6 +170,20 @@ def _whole(env: Mapping[str, str], name: str, default: int, *, high: int) -> int
         raise UserError(f"{name}: {text!r} is out of range; give a whole number between 1 "
                         f"and {high}")
     return value
+
+
+def _ca_bundle(path: str | None) -> str | None:
+    """A readable file of PEM certificates, or None (the system's CAs)."""
+    if path is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise UserError(f"HYPERLAKE_CA_BUNDLE: {path} does not exist") from None
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a bundle of PEM certificates"
+        raise UserError(f"HYPERLAKE_CA_BUNDLE: {path}: {reason}") from None
+    return path
 
 
 def _url(env: Mapping[str, str], name: str, default: str) -> str:

@@ -14,6 +14,7 @@ The fetch module is imported only when a job runs (``job.run_job``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,6 +31,9 @@ from hyperlake.schemas.intervals import (
 )
 from hyperlake.schemas.times import format_instant
 from hyperlake.schemas.vocabulary import SOURCES, Source, is_source
+
+#: The slowest pace worth running: anything slower is a typo, not a plan.
+MIN_RATE = 0.1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,14 +99,16 @@ class CandleSource:
             return None
         if rate is not None and plan is not None:
             raise UserError("give --rate or --plan, not both")
+        ceiling = max(self.plans.values())
         if rate is not None:
-            if rate <= 0:
-                raise UserError("--rate must be positive")
+            if not (math.isfinite(rate) and MIN_RATE <= rate <= ceiling):
+                raise UserError(f"--rate {rate:g}: give requests per second from {MIN_RATE:g} "
+                                f"to {ceiling} (the highest plan's ceiling)")
             return rate
-        plan = plan or self.default_plan or ""
-        if plan not in self.plans:
-            raise UserError(f"--plan {plan!r}: expected one of {', '.join(self.plans)}")
-        return float(self.plans[plan])
+        chosen = (self.default_plan or "") if plan is None else plan
+        if chosen not in self.plans:
+            raise UserError(f"--plan {chosen!r}: expected one of {', '.join(self.plans)}")
+        return float(self.plans[chosen])
 
     @property
     def title(self) -> str:

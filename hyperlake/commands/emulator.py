@@ -59,6 +59,14 @@ def register(sub: Any) -> None:
     p.add_argument("--dwellir-key", action="append", default=None, metavar="KEY=PLAN",
                    help=f"Dwellir API key and plan {sorted(DWELLIR_PLANS)} (repeatable; "
                    "default dw-test-key=scale)")
+    p.add_argument("--ws-replay-trades", type=int, default=30, metavar="N",
+                   help="recent trades sent after each WebSocket `trades` subscribe (default 30)")
+    p.add_argument("--ws-max-connections", type=int, default=100, metavar="N",
+                   help="WebSocket connections per client IP; more are refused with HTTP 429 "
+                   "(default 100)")
+    p.add_argument("--ws-max-subscriptions", type=int, default=1000, metavar="N",
+                   help="WebSocket subscriptions per client IP; more get an error frame "
+                   "(default 1000)")
     p.add_argument("--fault", action="append", default=[], metavar="ENDPOINT:KIND:RATE[:DELAY]",
                    help="inject a fault, e.g. dwellir:429:0.05 or '*:slow:0.1:3' (repeatable)")
     p.add_argument("--fault-seed", type=int, default=0)
@@ -90,6 +98,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             hydromancer_weight_per_minute=args.hydromancer_weight,
             hydromancer_keys=tuple(args.hydromancer_key or ["hm-test-key"]),
             dwellir_keys=keys,
+            ws_replay_trades=args.ws_replay_trades,
+            ws_max_connections=args.ws_max_connections,
+            ws_max_subscriptions=args.ws_max_subscriptions,
             faults=tuple(FaultRule.parse(text) for text in args.fault),
             fault_seed=args.fault_seed,
         )

@@ -96,7 +96,7 @@ class EmulatorApp:
     async def __call__(self, scope: Any, proto: Any) -> None:
         if scope.proto == "ws":
             self.state.stats["ws_requests"] += 1
-            await serve_websocket(proto, self.state)
+            await serve_websocket(proto, self.state, client_ip(scope.client))
             return
         path: str = scope.path
         if path.startswith(DWELLIR_PREFIX):

@@ -39,10 +39,15 @@ HTTP_FAULT_KINDS: dict[str, str] = {
 }
 WS_FAULT_KINDS: dict[str, str] = {
     "ws_stall": "stop sending data frames on the socket (it stays open)",
-    "ws_disconnect": "close the socket abruptly",
+    "ws_disconnect": "close the socket with a close frame (no status code: 1005)",
+    "ws_drop": "drop the TCP connection abruptly: a TCP RST, no close frame (through the "
+               "fault gateway)",
 }
 ENDPOINTS: tuple[str, ...] = ("info", "hydromancer", "dwellir", "ws", "*")
 GATEWAY_FAULT_KINDS = ("reset", "goaway")
+#: Kinds the gateway must be there for: its own, and ``ws_drop`` (drawn by the server,
+#: which marks the place of the reset in the stream, like the HTTP stream faults).
+NEEDS_GATEWAY = (*GATEWAY_FAULT_KINDS, "ws_drop")
 #: Written by the app into a response body where the stream must be reset. granian cannot
 #: reset an HTTP/2 stream on request (an exception after ``response_stream`` ends it
 #: cleanly), so the fault gateway does it: it forwards the bytes before the marker, then
@@ -51,6 +56,11 @@ GATEWAY_FAULT_KINDS = ("reset", "goaway")
 #: gateway the marker reaches the client as garbage inside a body cut short of its
 #: declared Content-Length.
 RESET_MARKER = b"\x00hyperlake-emulator-reset\x00"
+#: What the websocket writes where the fault gateway must reset the TCP connection
+#: (``ws_drop``): an unmasked text frame (FIN, opcode 1, 26-byte payload) carrying
+#: RESET_MARKER, so the gateway can cut the byte stream before the frame starts. No
+#: frame of the real stream is text with a NUL byte, so it cannot occur otherwise.
+WS_DROP_FRAME = bytes((0x81, len(RESET_MARKER))) + RESET_MARKER
 
 
 class ConfigError(ValueError):
@@ -123,6 +133,9 @@ class EmulatorConfig:
     dwellir_rate_overrides: dict[str, int] = field(default_factory=dict)  # key -> req/s
     dwellir_backends: int = 4
     ws_idle_timeout_s: float = 60.0
+    ws_replay_trades: int = 30  # recent trades sent after a `trades` subscribe
+    ws_max_connections: int = 100  # websocket connections per client IP
+    ws_max_subscriptions: int = 1000  # subscriptions per client IP, over its connections
     faults: tuple[FaultRule, ...] = ()
     fault_seed: int = 0
     funding_nan_every: int = 0  # every Nth synthetic funding row has premium "NaN"; 0 = never
@@ -137,6 +150,10 @@ class EmulatorConfig:
                 raise ConfigError("dwellir keys must be non-empty and contain no '/'")
         if self.info_weight_per_minute <= 0 or self.hydromancer_weight_per_minute <= 0:
             raise ConfigError("weight budgets must be positive")
+        if self.ws_replay_trades < 0:
+            raise ConfigError("ws_replay_trades must be >= 0")
+        if self.ws_max_connections < 1 or self.ws_max_subscriptions < 1:
+            raise ConfigError("ws_max_connections and ws_max_subscriptions must be >= 1")
 
     def dwellir_rate(self, key: str) -> int | None:
         if key in self.dwellir_rate_overrides:

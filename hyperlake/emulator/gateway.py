@@ -54,6 +54,15 @@ gateway resets the stream there (faults ``stream_reset``, ``truncated``, ``timeo
 A marker split over two DATA frames (or reads) is still found; the bytes of it already
 forwarded then reach the client just before the reset.
 
+WebSockets
+----------
+An HTTP/1.1 response ``101 Switching Protocols`` turns the connection into a plain byte
+pipe in both directions (no more fault draws: the upgrade response was the one
+response). The emulator's ``ws_drop`` fault writes ``WS_DROP_FRAME`` (a text frame
+holding RESET_MARKER) into the stream; the gateway forwards the bytes before that
+frame, then aborts the client connection with a TCP RST, so the client sees the socket
+die without a close frame. Counted in ``stats["ws_drops"]``.
+
 Run ``python -m hyperlake.emulator.gateway --help`` for the command line.
 """
 
@@ -75,10 +84,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from hyperlake.emulator.config import RESET_MARKER
+from hyperlake.emulator.config import RESET_MARKER, WS_DROP_FRAME
 
 H2_CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HTTP1_RESPONSE_START = b"HTTP/1.1 "
+HTTP1_SWITCHING_PROTOCOLS = b"HTTP/1.1 101 "
 
 FRAME_DATA = 0x0
 FRAME_HEADERS = 0x1
@@ -102,7 +112,7 @@ READ_SIZE = 64 * 1024
 LINGER_SECONDS = 2.0
 
 STAT_NAMES = ("connections", "responses", "resets", "goaways", "stream_resets",
-              "marker_resets")
+              "marker_resets", "ws_drops")
 
 
 @dataclass(frozen=True)
@@ -215,26 +225,27 @@ class MarkerScan(NamedTuple):
     carry: bytes  # tail of the piece that may begin a marker, to pass with the next piece
 
 
-def scan_for_marker(carry: bytes, buffer: bytes, start: int, end: int) -> MarkerScan:
-    """Look for RESET_MARKER in ``buffer[start:end]``, a piece of a body that follows
+def scan_for_marker(carry: bytes, buffer: bytes, start: int, end: int,
+                    marker: bytes = RESET_MARKER) -> MarkerScan:
+    """Look for ``marker`` in ``buffer[start:end]``, a piece of a body that follows
     ``carry`` (the ``carry`` of the previous piece's scan, b"" for the first)."""
     if carry:  # rare: JSON never holds a NUL byte, which every marker prefix starts with
         window = carry + buffer[start:end]
-        scan = scan_for_marker(b"", window, 0, len(window))
+        scan = scan_for_marker(b"", window, 0, len(window), marker)
         return scan if scan.cut is None else MarkerScan(max(0, scan.cut - len(carry)), b"")
-    at = buffer.find(RESET_MARKER, start, end)
+    at = buffer.find(marker, start, end)
     if at >= 0:
         return MarkerScan(at - start, b"")
-    return MarkerScan(None, _marker_head_at_end(buffer, start, end))
+    return MarkerScan(None, _marker_head_at_end(buffer, start, end, marker))
 
 
-def _marker_head_at_end(buffer: bytes, start: int, end: int) -> bytes:
-    """The longest tail of ``buffer[start:end]`` that is a proper prefix of RESET_MARKER."""
-    at = buffer.find(RESET_MARKER[:1], max(start, end - len(RESET_MARKER) + 1), end)
+def _marker_head_at_end(buffer: bytes, start: int, end: int, marker: bytes) -> bytes:
+    """The longest tail of ``buffer[start:end]`` that is a proper prefix of ``marker``."""
+    at = buffer.find(marker[:1], max(start, end - len(marker) + 1), end)
     while at >= 0:
-        if RESET_MARKER.startswith(buffer[at:end]):
+        if marker.startswith(buffer[at:end]):
             return buffer[at:end]
-        at = buffer.find(RESET_MARKER[:1], at + 1, end)
+        at = buffer.find(marker[:1], at + 1, end)
     return b""
 
 
@@ -480,6 +491,8 @@ class _ProxiedConnection:
             if starts_response and self._gateway._draw_fault(allow_goaway=False) is _Fault.RESET:
                 self._reset_client(_status_line_of(chunk))
                 return _Outcome.RESET
+            if chunk.startswith(HTTP1_SWITCHING_PROTOCOLS):
+                return await self._forward_websocket(chunk)
             scan = scan_for_marker(carry, chunk, 0, len(chunk))
             if scan.cut is not None:
                 self._reset_client(chunk[: scan.cut], stat="marker_resets")
@@ -487,6 +500,21 @@ class _ProxiedConnection:
             carry = scan.carry
             self._client_writer.write(chunk)
             await self._client_writer.drain()
+        return _Outcome.UPSTREAM_CLOSED
+
+    async def _forward_websocket(self, chunk: bytes) -> _Outcome:
+        """Pass an upgraded connection's server bytes through (``chunk`` starts with the
+        101 response) until the server ends it or writes WS_DROP_FRAME: then reset."""
+        carry = b""
+        while chunk:
+            scan = scan_for_marker(carry, chunk, 0, len(chunk), WS_DROP_FRAME)
+            if scan.cut is not None:
+                self._reset_client(chunk[: scan.cut], stat="ws_drops")
+                return _Outcome.RESET
+            carry = scan.carry
+            self._client_writer.write(chunk)
+            await self._client_writer.drain()
+            chunk = await self._upstream_reader.read(READ_SIZE)
         return _Outcome.UPSTREAM_CLOSED
 
     async def _forward_h2_responses(self) -> _Outcome:

@@ -44,6 +44,11 @@ _ACTIVITY_OCTAVES: tuple[tuple[int, float], ...] = ((6 * HOUR_MS, 0.8), (900_000
                                                     (120_000, 0.6))
 _PREMIUM_OCTAVES: tuple[tuple[int, float], ...] = ((3 * DAY_MS, 0.0009), (12 * HOUR_MS, 0.0004))
 _HALF_SPREAD = 0.0001
+#: A trade id is ``(ordinal + 1) << 42 | day << 20 | index within the day``: unique
+#: across coins and days, increasing with time within a coin, below 2**53 (JSON-safe).
+TID_DAY_BITS = 20
+#: How many UTC days before today ``recent_trades`` looks back at most.
+RECENT_LOOKBACK_DAYS = 2
 _MEAN_LOG_NOTIONAL = math.log(400.0)
 
 
@@ -142,14 +147,25 @@ class DayTape:
         return len(self.times)
 
     def span(self, start_ms: int, end_ms: int) -> tuple[int, int]:
-        """Index range of trades with start_ms <= time < end_ms (within this day)."""
-        rel_start, rel_end = start_ms - self.day_start, end_ms - self.day_start
-        bounds = self.second_bounds
+        """Index range of this day's trades with start_ms <= time < end_ms. Either bound
+        may lie outside the day: both are clamped to it first (an unclamped bound on a
+        second would index ``second_bounds`` out of range, or from its end)."""
+        day_start, bounds = self.day_start, self.second_bounds
+        rel_start = min(max(start_ms - day_start, 0), DAY_MS)
+        rel_end = min(max(end_ms - day_start, 0), DAY_MS)
         lo = bounds[rel_start // 1000] if rel_start % 1000 == 0 else int(
-            np.searchsorted(self.times, start_ms))
+            np.searchsorted(self.times, day_start + rel_start))
         hi = bounds[rel_end // 1000] if rel_end % 1000 == 0 else int(
-            np.searchsorted(self.times, end_ms))
+            np.searchsorted(self.times, day_start + rel_end))
         return lo, hi
+
+
+def _tape_trades(tape: DayTape, lo: int, hi: int) -> list[Trade]:
+    """The trades at indices [lo, hi) of a day tape."""
+    columns = (tape.times[lo:hi].tolist(), tape.tick_list[lo:hi], tape.lots[lo:hi].tolist(),
+               tape.buys[lo:hi].tolist())
+    return [Trade(time_ms, ticks, lots, is_buy, tape.first_tid + lo + offset)
+            for offset, (time_ms, ticks, lots, is_buy) in enumerate(zip(*columns, strict=True))]
 
 
 class Market:
@@ -212,7 +228,9 @@ class Market:
         notional = np.exp(rng.normal(_MEAN_LOG_NOTIONAL, 1.3, n))
         lot = 10.0 ** -inst.sz_decimals
         lots = np.maximum(1, np.rint(notional / (ticks * tick) / lot)).astype(np.int64)
-        first_tid = ((inst.ordinal + 1) << 42) | (day << 20)
+        if n >= 1 << TID_DAY_BITS:
+            raise ValueError(f"{inst.name}: {n} trades on day {day} overflow the trade ids")
+        first_tid = ((inst.ordinal + 1) << 42) | (day << TID_DAY_BITS)
         return DayTape(day_start, times, ticks, lots, buys, first_tid)
 
     def trades(self, coin: str, start_ms: int, end_ms: int) -> list[Trade]:
@@ -220,13 +238,26 @@ class Market:
         out: list[Trade] = []
         for day in range(start_ms // DAY_MS, (end_ms - 1) // DAY_MS + 1):
             tape = self.tape(coin, day)
-            lo, hi = tape.span(start_ms, end_ms)
-            out.extend(
-                Trade(int(tape.times[i]), int(tape.ticks[i]), int(tape.lots[i]),
-                      bool(tape.buys[i]), tape.first_tid + i)
-                for i in range(lo, hi)
-            )
+            out.extend(_tape_trades(tape, *tape.span(start_ms, end_ms)))
         return out
+
+    def recent_trades(self, coin: str, now_ms: int, count: int,
+                      lookback_days: int = RECENT_LOOKBACK_DAYS) -> list[Trade]:
+        """The last ``count`` trades with time <= now_ms, in time order: fewer when the
+        coin traded less than that over its current UTC day and the ``lookback_days``
+        before it (a thin or delisted coin)."""
+        newest_first: list[list[Trade]] = []
+        wanted = count
+        today = now_ms // DAY_MS
+        for day in range(today, today - lookback_days - 1, -1):
+            if wanted <= 0:
+                break
+            tape = self.tape(coin, day)
+            lo, hi = tape.span(day * DAY_MS, min(now_ms + 1, (day + 1) * DAY_MS))
+            first = max(lo, hi - wanted)
+            newest_first.append(_tape_trades(tape, first, hi))
+            wanted -= hi - first
+        return [trade for piece in reversed(newest_first) for trade in piece]
 
     # -- candles --------------------------------------------------------------------
 

@@ -10,14 +10,15 @@ ours bound with SO_REUSEPORT (never listening) for the emulator's whole life, wh
 keeps the kernel from handing that port to anyone else.
 
 With any fault rule in the configuration (or ``gateway=True``), the cleartext
-``hyperliquid``, ``hydromancer`` and ``dwellir`` URLs point at the fault gateway
+``hyperliquid``, ``hydromancer``, ``dwellir`` and ``ws`` URLs point at the fault gateway
 (``hyperlake.emulator.gateway``) instead of the server: it injects the ``reset`` and
 ``goaway`` faults and turns the app's reset markers (``timeout``, ``truncated``,
-``stream_reset``) into real stream resets. Endpoints whose ``reset``/``goaway`` rates
-differ get a gateway each, so that a rule for one endpoint leaves the others alone.
-``control``, ``ws`` and the TLS port always reach the server directly (stream faults
-there arrive as a body cut short of its Content-Length, not as a reset). Without
-faults there is no gateway, so benchmarks measure the server alone.
+``stream_reset``, and ``ws_drop`` on the websocket) into real stream or TCP resets.
+Endpoints whose ``reset``/``goaway`` rates differ get a gateway each, so that a rule for
+one endpoint leaves the others alone. ``control`` and the TLS port always reach the
+server directly (stream faults there arrive as a body cut short of its Content-Length,
+not as a reset). Without faults there is no gateway, so benchmarks measure the server
+alone.
 """
 
 from __future__ import annotations
@@ -40,11 +41,11 @@ from typing import Any
 import orjson
 
 from hyperlake.emulator.app import CONFIG_ENV
-from hyperlake.emulator.config import GATEWAY_FAULT_KINDS, ClockConfig, EmulatorConfig, FaultRule
+from hyperlake.emulator.config import NEEDS_GATEWAY, ClockConfig, EmulatorConfig, FaultRule
 
 STARTUP_TIMEOUT_S = 30.0
 #: The endpoints with a base URL of their own, which the gateway can tell apart.
-HTTP_ENDPOINTS = ("info", "hydromancer", "dwellir")
+GATEWAYED_ENDPOINTS = ("info", "hydromancer", "dwellir", "ws")
 
 
 class EmulatorError(RuntimeError):
@@ -186,8 +187,9 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self.config.validate()
         self.gateway = bool(self.config.faults) if gateway is None else gateway
-        if not self.gateway and any(r.kind in GATEWAY_FAULT_KINDS for r in self.config.faults):
-            raise EmulatorError("the reset and goaway faults need the gateway (gateway=False)")
+        if not self.gateway and any(r.kind in NEEDS_GATEWAY for r in self.config.faults):
+            raise EmulatorError("the reset, goaway and ws_drop faults need the gateway "
+                                "(gateway=False)")
         self.tls = tls
         self.host = host
         self._ports = (port, tls_port)
@@ -230,7 +232,7 @@ class Emulator:
             self._spawn_server(env, tls_port, tls_args)
         for child in self._children:
             self._wait_ready(child)
-        ports = dict.fromkeys(HTTP_ENDPOINTS, plain.port)
+        ports = dict.fromkeys(GATEWAYED_ENDPOINTS, plain.port)
         if self.gateway:
             ports = self._spawn_gateways(folder, plain.port)
         base = {endpoint: f"http://{self.host}:{port}" for endpoint, port in ports.items()}
@@ -239,7 +241,7 @@ class Emulator:
             hyperliquid=base["info"],
             hydromancer=f"{base['hydromancer']}/hydromancer",
             dwellir=f"{base['dwellir']}/dwellir",
-            ws=f"ws://{self.host}:{plain.port}/ws",
+            ws=f"ws://{self.host}:{ports['ws']}/ws",
             control=f"http://{self.host}:{plain.port}",
             tls_hyperliquid=tls_base,
             tls_dwellir=f"{tls_base}/dwellir" if tls_base else None,
@@ -262,7 +264,7 @@ class Emulator:
     def _spawn_gateways(self, folder: Path, upstream: int) -> dict[str, int]:
         """One gateway per distinct (reset, goaway) rates; the port of each endpoint."""
         endpoints_by_rates: dict[tuple[float, float], list[str]] = {}
-        for endpoint in HTTP_ENDPOINTS:
+        for endpoint in GATEWAYED_ENDPOINTS:
             rates = gateway_rates(self.config.faults, endpoint)
             endpoints_by_rates.setdefault(rates, []).append(endpoint)
         launched = [(self._launch_gateway(folder / f"gateway-{index}.port", upstream, rates),
@@ -349,8 +351,11 @@ class Emulator:
 
     def set_faults(self, rules: list[FaultRule] | tuple[FaultRule, ...], seed: int = 0) -> None:
         """Replace the in-server fault rules (gateway faults are fixed at start). The
-        stream faults (timeout, truncated, stream_reset) reset streams only through the
-        gateway: start the emulator with faults or ``gateway=True`` to have it."""
+        stream faults (timeout, truncated, stream_reset, ws_drop) reset streams only
+        through the gateway: start the emulator with faults or ``gateway=True`` to have it;
+        ``ws_drop`` is refused without it (the client would get the marker as a frame)."""
+        if not self.gateway and any(r.kind == "ws_drop" for r in rules):
+            raise EmulatorError("ws_drop needs the gateway: start with gateway=True")
         payload = {"faults": [r.__dict__ for r in rules], "seed": seed}
         for port in self._server_ports():
             _post_json(port, "/_emulator/faults", payload, self.host)

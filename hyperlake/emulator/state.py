@@ -8,6 +8,7 @@ from collections import Counter
 from hyperlake.emulator.config import ClockConfig, EmulatorConfig, FaultRule
 from hyperlake.emulator.faults import FaultPlan
 from hyperlake.emulator.market import Market
+from hyperlake.emulator.ratelimit import HeldPerIp
 
 
 class EmulatorState:
@@ -19,6 +20,8 @@ class EmulatorState:
         self.clock = config.clock
         self.faults = FaultPlan(config.faults, config.fault_seed)
         self.stats: Counter[str] = Counter()
+        self.ws_connections = HeldPerIp(config.ws_max_connections)
+        self.ws_subscriptions = HeldPerIp(config.ws_max_subscriptions)
 
     def now_ms(self) -> int:
         return self.clock.now_ms()

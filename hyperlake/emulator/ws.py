@@ -5,7 +5,28 @@ client requests (subscribe, unsubscribe, ping) and a pump task wakes every 100 m
 wall time, reads the emulator clock and sends what the market model traded since the
 last wake, so the stream agrees exactly with ``Market.trades`` and ``Market.candle``
 (and with the REST answers built from them). The pump also closes idle connections
-and draws the ``ws_stall`` / ``ws_disconnect`` faults once a second.
+and draws the ``ws_stall`` / ``ws_disconnect`` / ``ws_drop`` faults once a second.
+
+What a client can rely on:
+
+* ``trades``: the ``subscriptionResponse``, then (as real clients observe) the coin's
+  ``ws_replay_trades`` most recent trades (time <= now; one frame for up to 100), then
+  every later trade exactly once, in time order, in frames of at most
+  MAX_TRADES_PER_FRAME. So every (re)subscribe overlaps what the client saw before;
+  ``tid`` is unique across coins. At any clock rate nothing is skipped or repeated on a
+  live subscription: each wake sends the trades in (last sent instant, now].
+* Clock changes (``POST /_emulator/clock``): a jump back pauses the streams until the
+  clock passes what they already sent; a jump ahead is streamed in full, unless it
+  exceeds MAX_CATCHUP_MS, which closes the connection (a gap the client can see).
+* ``candle``: the open candle whenever it changes, and the final state of every candle
+  that closed since the last wake (several at a fast clock).
+* Per-IP limits (``ws_max_connections``, ``ws_max_subscriptions``): a connection over
+  the limit is refused at the handshake with HTTP 429; a subscribe over it gets
+  ``{"channel":"error","data":"Cannot subscribe to more than N channels."}`` (the
+  message real clients report) and the socket stays open.
+* ``ws_drop`` writes WS_DROP_FRAME, which the fault gateway in front turns into a TCP
+  RST (no close frame); without the gateway the client receives that odd text frame,
+  then a close frame.
 
 Frame shapes (key order, strings vs numbers) follow the real frames recorded in
 ``tests/fixtures/ws_messages_real.jsonl``.
@@ -16,7 +37,8 @@ through one lock (granian's transport guards its sink with a lock of its own, tr
 in some versions), which also keeps a subscription's ack ahead of its data;
 ``proto.close(status)`` returns None and ignores the status once the socket was accepted:
 the client always sees a close frame without a code (1005), so a ``ws_disconnect`` fault
-is a bare close, not a TCP reset.
+is a bare close, and a TCP reset (``ws_drop``) needs the fault gateway; ``close(status)``
+before ``accept`` refuses the handshake with that HTTP status.
 """
 
 from __future__ import annotations
@@ -31,6 +53,7 @@ from typing import Any
 import orjson
 from granian._granian import RSGIProtocolClosed, RSGIProtocolError
 
+from hyperlake.emulator.config import RESET_MARKER
 from hyperlake.emulator.market import Candle, Trade, format_decimal
 from hyperlake.emulator.state import EmulatorState
 from hyperlake.emulator.universe import Instrument
@@ -41,10 +64,12 @@ PARSE_ERROR = "Error parsing JSON into valid websocket request: "
 TICK_S = 0.1
 TICKS_PER_FAULT_CHECK = 10  # faults are drawn once a second
 MAX_TRADES_PER_FRAME = 100
-#: A clock jump larger than this (emulated time between two wakes) restarts the
-#: stream at the new now instead of replaying the gap.
+#: More emulated time than this between two wakes (a clock jump, or a very fast clock
+#: with a stalled loop) closes the connection instead of streaming the gap.
 MAX_CATCHUP_MS = 6 * HOUR_MS
 CLOSE_NORMAL = 1000
+#: HTTP status of a handshake refused for the per-IP connection limit.
+REFUSED_STATUS = 429
 KIND_CLOSE = 0  # granian.rsgi.WebsocketMessageType.close
 _TRANSPORT_ERRORS = (RSGIProtocolClosed, RSGIProtocolError)  # granian.rsgi re-exports
 
@@ -69,7 +94,7 @@ class Request:
 class TradesSub:
     coin: str
     inst: Instrument
-    last_ms: int  # trades with time <= last_ms were sent (or predate the subscription)
+    seen_ms: int  # every trade with time <= seen_ms was sent (or replayed at subscribe)
 
 
 @dataclass
@@ -79,6 +104,7 @@ class CandleSub:
     inst: Instrument
     open_ms: int  # open time of the candle last looked at
     sent: tuple[int, ...] | None  # values of the candle last sent (or current at subscribe)
+    seen_ms: int  # the clock when last looked at
 
 
 Subscription = TradesSub | CandleSub
@@ -134,6 +160,10 @@ def parse_request(text: str) -> Request:
 
 def error_frame(message: str) -> str:
     return compact({"channel": "error", "data": message})
+
+
+def too_many_subscriptions(limit: int) -> str:
+    return error_frame(f"Cannot subscribe to more than {limit} channels.")
 
 
 def ack_frame(request: Request) -> str:
@@ -212,9 +242,10 @@ def _candle_values(candle: Candle) -> tuple[int, ...]:
 class Connection:
     """One accepted websocket: its subscriptions and the two tasks that serve it."""
 
-    def __init__(self, transport: Any, state: EmulatorState) -> None:
+    def __init__(self, transport: Any, state: EmulatorState, client: str) -> None:
         self.transport = transport
         self.state = state
+        self.client = client  # the client's IP, which the per-IP limits count against
         self.subs: dict[str, Subscription] = {}
         self.send_lock = asyncio.Lock()
         self.last_in = time.monotonic()
@@ -272,16 +303,40 @@ class Connection:
         sub = self.new_subscription(request)
         if sub is None:
             return False  # unknown coin: the real server closes the socket
-        async with self.send_lock:  # the ack goes out before any data of it
+        quota = self.state.ws_subscriptions
+        async with self.send_lock:  # the ack and the replay go out before any live data
+            if not quota.try_take(self.client):
+                self.state.stats["ws_subscriptions_refused"] += 1
+                return await self._send_locked(too_many_subscriptions(quota.limit))
             self.subs[request.key] = sub
-            return await self._send_locked(ack_frame(request))
+            for frame in (ack_frame(request), *self.replay(sub)):
+                if not await self._send_locked(frame):
+                    return False
+            return True
 
     async def unsubscribe(self, request: Request) -> bool:
         if request.key not in self.subs:
             return await self.send(error_frame(f"Already unsubscribed: {request.key}"))
         async with self.send_lock:
             del self.subs[request.key]
+            self.state.ws_subscriptions.give_back(self.client)
             return await self._send_locked(ack_frame(request))
+
+    def release(self) -> None:
+        """Give back what this connection holds of the per-IP subscription limit."""
+        if self.subs:
+            self.state.ws_subscriptions.give_back(self.client, len(self.subs))
+            self.subs.clear()
+
+    def replay(self, sub: Subscription) -> list[str]:
+        """The recent trades a ``trades`` subscription starts with (those up to the
+        instant it was made); nothing for a candle subscription."""
+        count = self.state.config.ws_replay_trades
+        if not isinstance(sub, TradesSub) or count == 0:
+            return []
+        trades = self.state.market.recent_trades(sub.coin, sub.seen_ms, count)
+        self.state.stats["ws_trades_replayed"] += len(trades)
+        return trades_frames(sub.coin, sub.inst, trades)
 
     def new_subscription(self, request: Request) -> Subscription | None:
         spec = request.subscription
@@ -298,7 +353,7 @@ class Connection:
         open_ms = bucket_start(now, interval)
         current = self.state.market.candle(coin, interval, open_ms, now)
         return CandleSub(coin, interval, inst, open_ms,
-                         None if current is None else _candle_values(current))
+                         None if current is None else _candle_values(current), now)
 
     # -- streaming ------------------------------------------------------------------
 
@@ -311,26 +366,35 @@ class Connection:
             tick += 1
             if time.monotonic() - self.last_in >= idle_timeout:
                 return
-            if tick % TICKS_PER_FAULT_CHECK == 0 and self.draw_faults():
+            if tick % TICKS_PER_FAULT_CHECK == 0 and await self.draw_faults():
                 return
             if not self.stalled and not await self.stream(self.state.now_ms()):
                 return
 
-    def draw_faults(self) -> bool:
+    async def draw_faults(self) -> bool:
         """Draw this second's faults; True when the socket must be dropped."""
         faults = self.state.faults
+        stats = self.state.stats
         if not self.stalled and faults.pick_ws("ws_stall") is not None:
             self.stalled = True
-            self.state.stats["ws_stalls"] += 1
+            stats["ws_stalls"] += 1
         if faults.pick_ws("ws_disconnect") is not None:
-            self.state.stats["ws_disconnects"] += 1
+            stats["ws_disconnects"] += 1
+            return True
+        if faults.pick_ws("ws_drop") is not None:
+            stats["ws_drops"] += 1
+            await self.send(RESET_MARKER.decode())  # the gateway resets the TCP here
             return True
         return False
 
     async def stream(self, now_ms: int) -> bool:
-        """Send every subscription's news up to ``now_ms``; False when the client is gone."""
+        """Send every subscription's news up to ``now_ms``; False when the connection
+        must end (the client is gone, or the clock jumped too far ahead)."""
         async with self.send_lock:
             for sub in list(self.subs.values()):
+                if now_ms - sub.seen_ms > MAX_CATCHUP_MS:
+                    self.state.stats["ws_catchup_closes"] += 1
+                    return False
                 if isinstance(sub, TradesSub):
                     frames = self.trade_news(sub, now_ms)
                 else:
@@ -341,41 +405,58 @@ class Connection:
         return True
 
     def trade_news(self, sub: TradesSub, now_ms: int) -> list[str]:
-        if now_ms <= sub.last_ms or now_ms - sub.last_ms > MAX_CATCHUP_MS:
-            sub.last_ms = now_ms  # frozen clock, or a jump: nothing to send
+        """Every trade in (seen_ms, now_ms]; nothing while the clock is frozen or behind
+        what was already sent (a jump back)."""
+        if now_ms <= sub.seen_ms:
             return []
-        trades = self.state.market.trades(sub.coin, sub.last_ms + 1, now_ms + 1)
-        sub.last_ms = now_ms
+        trades = self.state.market.trades(sub.coin, sub.seen_ms + 1, now_ms + 1)
+        sub.seen_ms = now_ms
         self.state.stats["ws_trades_out"] += len(trades)
         return trades_frames(sub.coin, sub.inst, trades)
 
     def candle_news(self, sub: CandleSub, now_ms: int) -> list[str]:
-        """The final state of a candle that closed since the last wake (if it changed
-        since it was sent), then the open candle (if it changed)."""
+        """The final state of every candle that closed since the last wake (unless it
+        was sent as it is), then the open candle (if it changed)."""
+        if now_ms <= sub.seen_ms:
+            return []
         market = self.state.market
         open_ms = bucket_start(now_ms, sub.interval)
-        opens = [sub.open_ms] if sub.open_ms < open_ms else []
-        if sub.open_ms > open_ms or open_ms - sub.open_ms > MAX_CATCHUP_MS:
-            opens = []  # the clock jumped: start afresh
+        candles = []
+        if sub.open_ms < open_ms:
+            candles = market.candles(sub.coin, sub.interval, sub.open_ms, open_ms - 1, now_ms,
+                                     limit=1 << 30)
+        current = market.candle(sub.coin, sub.interval, open_ms, now_ms)
         frames = []
-        for t in (*opens, open_ms):
-            candle = market.candle(sub.coin, sub.interval, t, now_ms)
+        for candle in (*candles, current):
             if candle is None or _candle_values(candle) == sub.sent:
                 continue
             sub.sent = _candle_values(candle)
             frames.append(candle_frame(sub.coin, sub.interval, sub.inst, candle))
-        sub.open_ms = open_ms
+        sub.open_ms, sub.seen_ms = open_ms, now_ms
         return frames
 
 
-async def serve_websocket(proto: Any, state: EmulatorState) -> None:
-    """Serve one RSGI websocket (``scope.proto == "ws"``) until either side ends it."""
+async def serve_websocket(proto: Any, state: EmulatorState, client: str = "127.0.0.1") -> None:
+    """Serve one RSGI websocket (``scope.proto == "ws"``) of the client at IP ``client``
+    until either side ends it; refuse the handshake (HTTP 429) when that IP already
+    holds ``ws_max_connections``."""
+    if not state.ws_connections.try_take(client):
+        state.stats["ws_connections_refused"] += 1
+        proto.close(REFUSED_STATUS)
+        return
+    try:
+        await _serve_accepted(proto, state, client)
+    finally:
+        state.ws_connections.give_back(client)
+
+
+async def _serve_accepted(proto: Any, state: EmulatorState, client: str) -> None:
     try:
         transport = await proto.accept()
     except _TRANSPORT_ERRORS:
         return
     state.stats["ws_connections"] += 1
-    conn = Connection(transport, state)
+    conn = Connection(transport, state, client)
     if not await conn.send(GREETING):
         proto.close(CLOSE_NORMAL)
         return
@@ -388,4 +469,5 @@ async def serve_websocket(proto: Any, state: EmulatorState) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        conn.release()
         proto.close(CLOSE_NORMAL)

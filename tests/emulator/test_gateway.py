@@ -23,7 +23,7 @@ import httpx
 import pycurl
 import pytest
 
-from hyperlake.emulator.config import RESET_MARKER
+from hyperlake.emulator.config import RESET_MARKER, WS_DROP_FRAME
 from hyperlake.emulator.gateway import (
     FLAG_PADDED,
     FRAME_DATA,
@@ -367,6 +367,21 @@ def test_scan_finds_a_marker_split_anywhere(split: int) -> None:
     assert scan.cut is None
     assert scan.carry == RESET_MARKER[:split]
     assert scan_for_marker(scan.carry, second, 0, len(second)).cut == 0
+
+
+@pytest.mark.parametrize("split", range(len(WS_DROP_FRAME) + 1))
+def test_scan_finds_the_websocket_drop_frame_split_anywhere(split: int) -> None:
+    text_frame = b"\x81\x05hello"  # frames begin with the marker's first byte
+    first = text_frame + WS_DROP_FRAME[:split]
+    second = WS_DROP_FRAME[split:] + text_frame
+
+    scan = scan_for_marker(b"", first, 0, len(first), WS_DROP_FRAME)
+    if split == len(WS_DROP_FRAME):
+        assert scan.cut == len(text_frame)
+        return
+    assert scan.cut is None
+    assert scan.carry == WS_DROP_FRAME[:split]
+    assert scan_for_marker(scan.carry, second, 0, len(second), WS_DROP_FRAME).cut == 0
 
 
 def test_scan_ignores_nul_bytes_that_begin_no_marker() -> None:

@@ -73,6 +73,30 @@ def test_trades_are_sorted_unique_ids_and_inside_their_day(market: Market) -> No
     assert all(t.ticks > 0 and t.lots > 0 for t in trades)
 
 
+def test_trade_ids_grow_across_days_and_differ_between_coins(market: Market) -> None:
+    btc = market.trades("BTC", NOW - HOUR_MS, NOW + HOUR_MS)  # across midnight
+    eth = market.trades("ETH", NOW - HOUR_MS, NOW + HOUR_MS)
+    assert btc[0].time_ms < NOW <= btc[-1].time_ms
+    assert [t.tid for t in btc] == sorted({t.tid for t in btc})
+    assert not {t.tid for t in btc} & {t.tid for t in eth}
+    assert max(t.tid for t in btc + eth) < 2**53  # exact in JSON and float64
+
+
+@pytest.mark.parametrize("now_ms", [NOW + 1_500, NOW + 5 * MINUTE_MS + 17, NOW - 1])
+def test_recent_trades_are_the_last_ones_up_to_now(market: Market, now_ms: int) -> None:
+    recent = market.recent_trades("BTC", now_ms, 30)
+    assert recent == market.trades("BTC", now_ms - DAY_MS, now_ms + 1)[-30:]
+
+
+def test_recent_trades_of_a_thin_or_gone_coin_look_back_a_few_days(market: Market) -> None:
+    matic = market.instrument("MATIC")
+    assert matic.delisted_ms is not None
+    assert market.recent_trades("MATIC", matic.delisted_ms + 3 * DAY_MS, 30) == []
+    last = market.recent_trades("MATIC", matic.delisted_ms + HOUR_MS, 30)
+    assert 0 < len(last) <= 30 and last[-1].time_ms < matic.delisted_ms
+    assert last == market.trades("MATIC", matic.delisted_ms - 3 * DAY_MS, NOW)[-len(last):]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     interval=st.sampled_from(["1s", "1m", "3m", "5m", "15m", "1h", "4h"]),

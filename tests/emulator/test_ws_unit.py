@@ -124,8 +124,9 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 def test_subscribe_acks_have_the_real_shapes(ws_url: str) -> None:
     async def go() -> None:
         async with await _connect(ws_url) as ws:
-            trades_ack = await _ask(ws, SUB_TRADES)
-            candle_ack = await _ask(ws, SUB_CANDLE)
+            trades_ack = await _ask(ws, SUB_TRADES)  # then the replay of recent trades
+            await ws.send(json.dumps(SUB_CANDLE))
+            candle_ack = await _next_non_data(ws)
             # Data frames may now arrive; the unsubscribe acks are among them.
             await ws.send(json.dumps({**SUB_TRADES, "method": "unsubscribe"}))
             await ws.send(json.dumps({**SUB_CANDLE, "method": "unsubscribe"}))
@@ -261,7 +262,8 @@ def test_trades_stream_agrees_with_the_market(stream: tuple[list[Any], list[Any]
     assert tids == sorted(set(tids)), "tids strictly increasing and unique"
     times = [t["time"] for t in trades]
     assert times == sorted(times)
-    assert START_MS < times[0] < START_MS + 3_600_000  # no history replayed
+    # The replay of the 30 trades before the subscription, then live ones.
+    assert times[0] < START_MS + 3_600_000
     market = Market(seed=1)
     inst = market.instrument("BTC")
     model = market.trades("BTC", times[0], times[-1] + 1)
@@ -360,10 +362,17 @@ class FakeProto:
         self.closed.append(status)
 
 
-def _state(rate: float, *faults: FaultRule, idle: float = 30.0) -> EmulatorState:
-    clock = ClockConfig.running_from(START_MS, rate) if rate else ClockConfig(START_MS)
+def _state(rate: float, *faults: FaultRule, idle: float = 30.0, start_ms: int = START_MS,
+           **config: Any) -> EmulatorState:
+    clock = ClockConfig.running_from(start_ms, rate) if rate else ClockConfig(start_ms)
     return EmulatorState(EmulatorConfig(seed=1, clock=clock, ws_idle_timeout_s=idle,
-                                        faults=faults))
+                                        faults=faults, **config))
+
+
+def _sent(proto: FakeProto, channel: str) -> list[Any]:
+    """The data of every frame of ``channel`` sent so far."""
+    frames = [orjson.loads(f) for f in proto.transport.sent[1:]]
+    return [f["data"] for f in frames if f["channel"] == channel]
 
 
 def test_disconnect_fault_closes_after_a_second() -> None:
@@ -400,7 +409,8 @@ def test_stall_fault_goes_silent_but_stays_open() -> None:
         assert stats["ws_messages_in"] == 2 and stats["ws_frames_out"] == sent
         trades_sent = sum(len(orjson.loads(f)["data"]) for f in proto.transport.sent
                           if f.startswith('{"channel":"trades"'))
-        assert stats["ws_trades_out"] == trades_sent > 0
+        assert stats["ws_trades_replayed"] == 30
+        assert stats["ws_trades_out"] + 30 == trades_sent > 30
 
     _run(go())
 
@@ -414,10 +424,73 @@ def test_frozen_clock_sends_nothing_new_and_bytes_are_read() -> None:
         proto.transport.inbox.put_nowait(FakeMessage(1, json.dumps(SUB_CANDLE).encode()))
         await asyncio.sleep(0.6)
         channels = [orjson.loads(f)["channel"] for f in proto.transport.sent[1:]]
-        assert channels == ["subscriptionResponse", "subscriptionResponse"]
+        assert channels == ["subscriptionResponse", "trades", "subscriptionResponse"]
         proto.transport.gone = True  # the client vanished: the next send fails
         proto.transport.say('{"method":"ping"}')
         await asyncio.wait_for(task, 2)
         assert proto.closed == [1000]
+
+    _run(go())
+
+
+def test_without_replay_a_subscribe_sends_only_its_ack() -> None:
+    async def go() -> None:
+        state = _state(0.0, ws_replay_trades=0)
+        proto = FakeProto()
+        task = asyncio.create_task(serve_websocket(proto, state))
+        proto.transport.say(json.dumps(SUB_TRADES))
+        await asyncio.sleep(0.3)
+        assert _sent(proto, "trades") == [] and len(_sent(proto, "subscriptionResponse")) == 1
+        proto.transport.inbox.put_nowait(FakeMessage(0, b""))
+        await asyncio.wait_for(task, 2)
+
+    _run(go())
+
+
+def test_clock_jumps_neither_skip_nor_repeat_a_trade() -> None:
+    """Subscribed at 23:00:00.000 minus 1 ms, the clock jumps over midnight to 00:59:59.999
+    (a range on whole seconds across two days), back half an hour (a pause), ahead a
+    minute (streamed), then 8 hours ahead (the connection closes)."""
+    hour = 3_600_000
+
+    async def go() -> None:
+        state = _state(0.0, start_ms=START_MS - hour - 1, ws_replay_trades=0)
+        proto = FakeProto()
+        task = asyncio.create_task(serve_websocket(proto, state))
+        proto.transport.say(json.dumps(SUB_TRADES))
+        for now in (START_MS + hour - 1, START_MS + hour // 2, START_MS + hour + 60_000):
+            await asyncio.sleep(0.25)
+            state.set_clock(ClockConfig(now))
+        await asyncio.sleep(0.25)
+        streamed = [t["tid"] for data in _sent(proto, "trades") for t in data]
+        model = Market(seed=1).trades("BTC", START_MS - hour, START_MS + hour + 60_001)
+        assert streamed == [t.tid for t in model]
+        assert model[0].time_ms < START_MS <= model[-1].time_ms
+        state.set_clock(ClockConfig(START_MS + 9 * hour))
+        await asyncio.wait_for(task, 2)
+        assert state.stats["ws_catchup_closes"] == 1 and proto.closed == [1000]
+
+    _run(go())
+
+
+def test_a_fast_clock_sends_the_final_state_of_every_closed_candle() -> None:
+    async def go() -> None:
+        state = _state(6000.0)  # ten minutes of market a tick
+        proto = FakeProto()
+        task = asyncio.create_task(serve_websocket(proto, state))
+        proto.transport.say(json.dumps(SUB_CANDLE))
+        await asyncio.sleep(0.7)
+        candles = _sent(proto, "candle")
+        proto.transport.inbox.put_nowait(FakeMessage(0, b""))
+        await asyncio.wait_for(task, 2)
+        market = Market(seed=1)
+        inst = market.instrument("BTC")
+        opens = sorted({c["t"] for c in candles})
+        closed = market.candles("BTC", "1m", opens[0] + 60_000, opens[-1] - 1, opens[-1],
+                                limit=1000)
+        assert len(closed) >= 30
+        for candle in closed:  # every bucket with a trade, its last frame final
+            last = [c for c in candles if c["t"] == candle.open_ms][-1]
+            assert last == candle_dict("BTC", "1m", inst, candle)
 
     _run(go())

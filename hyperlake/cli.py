@@ -22,12 +22,13 @@ from hyperlake.commands import (
     emulator,
     export,
     funding,
+    plot,
     sql,
     verify,
 )
 from hyperlake.errors import HyperlakeError
 
-COMMANDS = (candles, funding, compact, sql, export, emulator, demo, verify)
+COMMANDS = (candles, funding, compact, sql, export, plot, emulator, demo, verify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,6 @@ from hyperlake.query.loaders import (
 )
 from hyperlake.query.plot_series import (
     DEFAULT_MA,
-    TIMES,
     bin_interval,
     candle_series,
     describe_span,
@@ -242,7 +241,7 @@ class HeatmapChart:
         path = self.target.path("funding-heatmap")
         with chart_style():
             save_figure(heatmap_figure(series, title), path, self.target.fmt)
-        return Rendered("all", path, f"{counted} {TIMES} {series['day'].n_unique()} days")
+        return Rendered("all", path, f"{counted}, {series['day'].n_unique()} days")
 
 
 Chart = FundingChart | CandleChart | HeatmapChart

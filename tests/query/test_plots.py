@@ -376,7 +376,7 @@ def test_a_chart_opens_only_its_own_market_and_dates(tmp_path: Path) -> None:
                        with_funding=True).render()
     assert bars.detail == "48 bars of 1h"
     heat = HeatmapChart(lake, ("btc",), span, Target(tmp_path / "out")).render()
-    assert heat.detail.startswith("1 market ")
+    assert heat.detail == "1 market, 2 days"
 
 
 def test_times_are_utc_on_the_axis() -> None:

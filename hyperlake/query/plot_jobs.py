@@ -241,7 +241,8 @@ class HeatmapChart:
         path = self.target.path("funding-heatmap")
         with chart_style():
             save_figure(heatmap_figure(series, title), path, self.target.fmt)
-        return Rendered("all", path, f"{counted}, {series['day'].n_unique()} days")
+        days = series["day"].n_unique()
+        return Rendered("all", path, f"{counted}, {days} day{'s' if days != 1 else ''}")
 
 
 Chart = FundingChart | CandleChart | HeatmapChart

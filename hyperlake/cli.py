@@ -25,12 +25,13 @@ from hyperlake.commands import (
     emulator,
     export,
     funding,
+    plot,
     sql,
     verify,
 )
 from hyperlake.errors import HyperlakeError
 
-COMMANDS = (candles, funding, compact, sql, export, emulator, demo, verify)
+COMMANDS = (candles, funding, compact, sql, export, plot, emulator, demo, verify)
 #: Exit statuses of a run stopped from outside (128 + the signal, as shells report).
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143

@@ -116,3 +116,39 @@ class ProgressBar:
         """Draw the last state and end the line (harmless when nothing was drawn)."""
         if self.progress is not None:
             self.progress.stop()
+
+
+class ItemProgress:
+    """A bar over a known number of items (charts, files): done/total and ETA, drawn on
+    standard error when it is a terminal. ``line`` prints a result or a skip without
+    tearing the bar: through the bar's console while it is drawn on the same terminal,
+    plainly otherwise (a piped stdout gets clean lines)."""
+
+    def __init__(self, label: str, total: int, *, stream: TextIO | None = None,
+                 enabled: bool | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        console = Console(file=self.stream, force_terminal=self.enabled, highlight=False)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+            TaskProgressColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+            refresh_per_second=5, disable=not self.enabled, redirect_stdout=False,
+            redirect_stderr=False)
+        self.task = self.progress.add_task(label, total=total)
+
+    def __enter__(self) -> ItemProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def advance(self) -> None:
+        self.progress.advance(self.task)
+
+    def line(self, text: str, *, err: bool = False) -> None:
+        target = sys.stderr if err else sys.stdout
+        if self.enabled and (err or target.isatty()):
+            self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=target, flush=True)

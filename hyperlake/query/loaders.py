@@ -238,12 +238,14 @@ def funding_as_of(root: Path, market: str, span: TimeRange) -> pl.LazyFrame:
                          .filter("funding_hour"))
 
 
-def hourly_funding(funding: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per ``funding_hour``, sorted: the earliest ``time`` of the hour stands
-    for it (a row published later in the hour must not reach earlier bars)."""
-    return (funding.sort("funding_hour", "time")
-            .unique(subset="funding_hour", keep="first", maintain_order=True)
-            .select("funding_hour", pl.col("fundingRate").alias("funding_rate"), "premium"))
+def hourly_funding(funding: pl.LazyFrame, by: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """One row per ``funding_hour`` (per value of the ``by`` columns, e.g. ``market``),
+    sorted: the earliest ``time`` of the hour stands for it (a row published later in
+    the hour must not reach earlier bars)."""
+    keys = [*by, "funding_hour"]
+    return (funding.sort(*keys, "time")
+            .unique(subset=keys, keep="first", maintain_order=True)
+            .select(*keys, pl.col("fundingRate").alias("funding_rate"), "premium"))
 
 
 def attach_funding(bars: pl.LazyFrame, funding: pl.LazyFrame) -> pl.LazyFrame:

@@ -32,3 +32,11 @@ def is_source(name: str) -> TypeGuard[Source]:
 
 def is_dataset(name: str) -> TypeGuard[Dataset]:
     return name in DATASETS
+
+#: The file formats ``hyperlake plot`` writes.
+PlotFormat = Literal["png", "svg"]
+PLOT_FORMATS: tuple[PlotFormat, ...] = get_args(PlotFormat)
+
+
+def is_plot_format(name: str) -> TypeGuard[PlotFormat]:
+    return name in PLOT_FORMATS

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = {"polars", "duckdb", "pyarrow", "numpy", "granian", "httpx"}
+HEAVY = {"polars", "duckdb", "pyarrow", "numpy", "granian", "httpx", "matplotlib"}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,6 +28,7 @@ def imported_modules(statement: str) -> set[str]:
 def test_importing_the_cli_loads_no_heavy_library() -> None:
     modules = imported_modules("import hyperlake.cli")
     assert "hyperlake.cli" in modules
-    assert {"hyperlake.commands.candles", "hyperlake.commands.sql"} <= modules
+    assert {"hyperlake.commands.candles", "hyperlake.commands.sql",
+            "hyperlake.commands.plot"} <= modules
     heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
     assert heavy == [], f"import hyperlake.cli pulls in {heavy}"

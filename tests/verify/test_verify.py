@@ -182,11 +182,18 @@ def test_the_table_names_every_check(tmp_path: Path,
     assert out.rstrip().endswith(": ok")
 
 
+def test_a_lake_that_does_not_exist_is_an_error_not_a_clean_bill(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = verify(capsys, tmp_path / "nowhere")
+    assert code == 2 and out == ""
+    assert "does not exist" in err and "nowhere" in err
+
+
 def test_an_empty_lake_has_nothing_to_verify(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = verify(capsys, tmp_path / "nowhere")
+    code, out, _ = verify(capsys, tmp_path)
     assert (code, out.strip()) == (0, f"nothing to verify: no candles or funding in "
-                                      f"{tmp_path / 'nowhere'}")
+                                      f"{tmp_path}")
     code, report = verify_json(capsys, tmp_path)
     assert code == 0 and report["series"] == [] and report["message"] == "nothing to verify"
 

@@ -32,8 +32,11 @@ from hyperlake.schemas.intervals import (
 from hyperlake.schemas.times import format_instant
 from hyperlake.schemas.vocabulary import SOURCES, Source, is_source
 
-#: The slowest pace worth running: anything slower is a typo, not a plan.
+#: The slowest pace worth running, and the fastest any contract or process reaches
+#: (an enterprise key may exceed the public plans; one process tops out near 20k/s):
+#: beyond these a rate is a typo, not a plan.
 MIN_RATE = 0.1
+MAX_RATE = 100_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,11 +102,11 @@ class CandleSource:
             return None
         if rate is not None and plan is not None:
             raise UserError("give --rate or --plan, not both")
-        ceiling = max(self.plans.values())
         if rate is not None:
-            if not (math.isfinite(rate) and MIN_RATE <= rate <= ceiling):
+            if not (math.isfinite(rate) and MIN_RATE <= rate <= MAX_RATE):
                 raise UserError(f"--rate {rate:g}: give requests per second from {MIN_RATE:g} "
-                                f"to {ceiling} (the highest plan's ceiling)")
+                                f"to {MAX_RATE:,} (plans: " + ", ".join(
+                                    f"{name} {cap}" for name, cap in self.plans.items()) + ")")
             return rate
         chosen = (self.default_plan or "") if plan is None else plan
         if chosen not in self.plans:

@@ -37,6 +37,7 @@ class Completed:
     body: bytes
     retry_after: float | None
     error: str | None  # transport failure reason, e.g. "timeout"
+    reconnected: bool = False  # it needed a new connection: the previous one had died
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,8 @@ class CurlPool:
             seconds = handle.getinfo(pycurl.RETRY_AFTER)
             retry_after = float(seconds) if seconds and seconds > 0 else None
         chunks = handle.chunks
-        result = Completed(handle.tag, status, b"".join(chunks), retry_after, error)
+        result = Completed(handle.tag, status, b"".join(chunks), retry_after, error,
+                           handle.getinfo(pycurl.NUM_CONNECTS) > 0)
         self.multi.remove_handle(handle)
         chunks.clear()
         handle.tag = None

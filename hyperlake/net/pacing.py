@@ -99,6 +99,39 @@ class TokenBucket:
         return max(0.0, (cost - self.tokens) / self.per_second)
 
 
+class InflightWindow:
+    """How many requests may be in flight at once over a connection that may fail.
+
+    HTTP/2 multiplexing keeps many requests in flight, which is what makes a
+    one-candle-per-request archive fast — and what makes a dying connection expensive:
+    a GOAWAY or a reset fails (and libcurl transparently re-sends) everything in
+    flight, so at 10 % of answers ending a connection, 128 in flight cost ~7 times the
+    requests and trip the plan ceiling. Like TCP's congestion window: additive
+    increase (one more per window of successes), multiplicative decrease (halve on a
+    connection-level failure). One dying connection fails everything that was in
+    flight on it, so after a cut the failures of what was already in flight then are
+    one event, not many. Without failures the window sits at the ceiling.
+    """
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = max(1, ceiling)
+        self.size = float(self.ceiling)
+        self._same_event = 0  # completions still to come from before the last cut
+
+    def room(self, active: int) -> int:
+        """How many more may be sent now, with ``active`` in flight."""
+        return max(0, int(self.size) - active)
+
+    def completed(self, connection_failed: bool) -> None:
+        """One request finished; ``connection_failed`` when its connection died."""
+        if connection_failed and self._same_event <= 0:
+            self._same_event = int(self.size)
+            self.size = max(1.0, self.size / 2)
+        elif not connection_failed:
+            self.size = min(float(self.ceiling), self.size + 1.0 / self.size)
+        self._same_event -= 1
+
+
 def _encode_state(tokens: float, stamp: float) -> bytes:
     return f"{tokens!r} {stamp!r}\n".encode("ascii")
 

@@ -38,7 +38,7 @@ from hyperlake.lake.lock import LakeLock
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import Span
 from hyperlake.net.curl import Completed, CurlPool, CurlSettings
-from hyperlake.net.pacing import TokenBucket
+from hyperlake.net.pacing import InflightWindow, TokenBucket
 from hyperlake.net.redact import redact
 from hyperlake.net.retry import Backoff, TerminalError, http_date_ms
 from hyperlake.pipelines.candles.registry import DWELLIR
@@ -152,6 +152,7 @@ class ShardRun:
         self.cursor = 0  # segment being submitted
         self.cookies: list[str] = []
         self.hook_from = 0  # buckets ending after this carry a header hook (near the head)
+        self.window = InflightWindow(spec.curl.inflight)
 
     def client_ms(self) -> int:
         return self.spec.now_ms if self.spec.now_ms is not None else int(time.time() * 1000)
@@ -207,7 +208,7 @@ class ShardRun:
     # -- submitting ------------------------------------------------------------------
 
     def _submit(self, pool: CurlPool, tokens: TokenBucket) -> None:
-        budget = min(pool.free_slots, int(tokens.available()))
+        budget = min(pool.free_slots, int(tokens.available()), self.window.room(pool.active))
         if budget <= 0:
             return
         sent = 0
@@ -274,12 +275,16 @@ class ShardRun:
             return
         seg_index, offset, headers = done.tag
         seg = self.segments[seg_index]
+        # A transport error, or a request libcurl re-sent on a new connection: the
+        # connection died under it, so fewer go in flight.
+        self.window.completed(done.error is not None or done.reconnected)
+        if done.error is not None:
+            self._retry(seg, seg_index, offset, done.error, None)
+            return
         if done.status == 200:
             self._take_candle(seg, seg_index, offset, done.body)
         elif done.status == 404:
             self._take_empty(seg, offset, headers)
-        elif done.error is not None:
-            self._retry(seg, seg_index, offset, done.error, None)
         elif done.status in (408, 429) or done.status >= 500:
             self._retry(seg, seg_index, offset, f"http {done.status}", done.retry_after)
         else:

@@ -140,7 +140,7 @@ def hyperlake_cli() -> str:
 def run_hyperlake(env: dict[str, str], lake: Path, start: str, end: str) -> Result:
     argv = ["taskset", "-c", str(CLIENT_CPU), hyperlake_cli(), "candles", "--source", "dwellir",
             "--market", MARKET, "--interval", INTERVAL, "--start", start, "--end", end,
-            "--rate", "1000000", "--workers", "1", "--lake", str(lake), "--json"]
+            "--rate", "100000", "--workers", "1", "--lake", str(lake), "--json"]
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"hyperlake candles exited with {done.returncode}:\n"

@@ -209,7 +209,10 @@ def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list
     """Compact every part of the series of one (dataset, market, interval).
     Returns whether there was anything to compact. A part or partition that cannot
     be read is quarantined (``lake.quarantine``) and the rest goes on."""
-    parts = [(span, path) for series in series_list for span, path in series.parts()]
+    listed = {id(series): series.parts() for series in series_list}  # listed once: a
+    # part that appears while this runs (a streamer writes beside compaction) is left
+    # for the next compaction, never deleted unread
+    parts = [part for found in listed.values() for part in found]
     if not parts:
         return False
     days = sorted({d for span, _ in parts for d in days_of(span)})
@@ -240,7 +243,8 @@ def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list
         else:
             stats.partitions_unchanged += 1
     for series in series_list:
-        consumed = series.parts()
+        # what was listed and read (a quarantined part has moved away)
+        consumed = [(span, path) for span, path in listed[id(series)] if path.exists()]
         if not consumed:
             continue
         series.record_coverage(span for span, _ in consumed)

@@ -13,6 +13,7 @@ import random
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -493,3 +494,28 @@ def test_deduplicate_matches_the_model_whatever_the_input_order(
     table = table.drop_columns(["market", "interval"]).select(LAKE_COLUMNS)
     got = as_sourced(deduplicate(table, CANDLES, precedence))
     assert got == winners(rows, precedence)
+
+
+def test_a_part_written_while_compaction_runs_is_left_for_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts are listed once: one that appears mid-run (a streamer writes beside
+    compaction) is neither merged nor deleted unread; the next compaction takes it."""
+    from hyperlake.lake import compaction
+
+    commit(tmp_path, "dwellir", Span(T0, T0 + DAY_MS), minutes(T0, T0 + DAY_MS))
+    original = compaction.merge_partition
+    late: list[Path] = []
+
+    def merge_and_meanwhile_commit(*args: Any, **kwargs: Any) -> tuple[bool, int]:
+        if not late:
+            late.append(commit(tmp_path, "dwellir", Span(T0 + DAY_MS, T0 + 2 * DAY_MS),
+                               minutes(T0 + DAY_MS, T0 + 2 * DAY_MS), job=Span(0, 1)))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(compaction, "merge_partition", merge_and_meanwhile_commit)
+    first = compact(tmp_path)
+    assert first.parts_consumed == 1 and late[0].exists()
+    monkeypatch.setattr(compaction, "merge_partition", original)
+    second = compact(tmp_path)
+    assert second.parts_consumed == 1 and not late[0].exists()
+    assert len(partition_files(tmp_path)) == 2

@@ -88,9 +88,9 @@ class _Bucket:
         self.units += units
         self.n += n
 
-    def row(self, open_ms: int, interval: str, closed: bool, fetched_at: int) -> CandleRow:
-        return CandleRow(open_ms, next_bucket(open_ms, interval) - 1, self.o, self.h, self.l,
-                         self.c, self.units / SIZE_SCALE, None, self.n, closed, fetched_at)
+    def row(self, open_ms: int, close_ms: int, closed: bool, fetched_at: int) -> CandleRow:
+        return CandleRow(open_ms, close_ms, self.o, self.h, self.l, self.c,
+                         self.units / SIZE_SCALE, None, self.n, closed, fetched_at)
 
 
 class _Book:
@@ -119,6 +119,15 @@ class _Book:
         self.late = 0
         self.too_late = 0
 
+    def start(self, ms: int) -> int:
+        """Open time of the bucket holding ``ms`` (intervals.bucket_start, inlined)."""
+        step = self.step
+        return ms - (ms - self.offset) % step if step else bucket_start(ms, self.interval)
+
+    def end(self, open_ms: int) -> int:
+        """Open time of the next bucket (intervals.next_bucket, inlined)."""
+        return open_ms + self.step if self.step else next_bucket(open_ms, self.interval)
+
     def merge(self, coin: str, open_ms: int, part: _Summary) -> None:
         key = (open_ms, coin)
         bucket = self.buckets.get(key)
@@ -141,11 +150,11 @@ class _Book:
 
     def add_spanning(self, coin: str, batch: TradeBatch) -> None:
         """Trades of a time-sorted batch that may span several buckets: one slice each."""
-        times, interval = batch.times, self.interval
+        times = batch.times
         count, lo = len(times), 0
         while lo < count:
-            open_ms = bucket_start(times[lo], interval)
-            hi = bisect_left(times, next_bucket(open_ms, interval), lo)
+            open_ms = self.start(times[lo])
+            hi = bisect_left(times, self.end(open_ms), lo)
             self.merge(coin, open_ms, _summarise(batch, lo, hi))
             lo = hi
 
@@ -158,13 +167,22 @@ class _Book:
         while pending and pending[0][0] < closed_before:
             key = heappop(pending)
             heappush(self.kept, key)
-            out.append(_emit(key, self.interval, self.buckets[key], now_ms))
+            out.append(self.emit(key, now_ms))
 
     def correct(self, now_ms: int, out: list[Bar]) -> None:
         """Emit again the closed buckets late trades changed."""
-        for key in sorted(self.dirty):
-            out.append(_emit(key, self.interval, self.buckets[key], now_ms))
-        self.dirty.clear()
+        if self.dirty:
+            out.extend(self.emit(key, now_ms) for key in sorted(self.dirty))
+            self.dirty.clear()
+
+    def emit(self, key: _Key, now_ms: int) -> Bar:
+        """The closed bar of ``key``: its next revision, stamped after the last one."""
+        open_ms, coin = key
+        bucket = self.buckets[key]
+        bucket.revision += 1
+        bucket.stamped = now_ms if now_ms > bucket.stamped else bucket.stamped + 1
+        row = bucket.row(open_ms, self.end(open_ms) - 1, True, bucket.stamped)
+        return Bar(coin, self.interval, row, bucket.revision)
 
     def drop(self, dropped_before: int) -> None:
         """Forget the closed buckets that open before ``dropped_before``."""
@@ -177,8 +195,8 @@ class _Book:
 
     def next_change(self, grace_ms: int, retention_ms: int) -> int:
         """The earliest clock at which either watermark moves."""
-        return min(next_bucket(self.closed_before, self.interval) + grace_ms,
-                   next_bucket(self.dropped_before, self.interval) + grace_ms + retention_ms)
+        return min(self.end(self.closed_before) + grace_ms,
+                   self.end(self.dropped_before) + grace_ms + retention_ms)
 
 
 class BarAggregator:
@@ -246,10 +264,11 @@ class BarAggregator:
         if now_ms < self._wake_ms and not any(book.dirty for book in books):
             return []  # no watermark moves yet: the usual answer to a frequent poll
         bars: list[Bar] = []
+        closing, dropping = now_ms - self.grace_ms, now_ms - self.grace_ms - self.retention_ms
         for book in books:
-            book.close(bucket_start(now_ms - self.grace_ms, book.interval), now_ms, bars)
+            book.close(book.start(closing), now_ms, bars)
             book.correct(now_ms, bars)
-            book.drop(bucket_start(now_ms - self.grace_ms - self.retention_ms, book.interval))
+            book.drop(book.start(dropping))
         self._wake_ms = self._next_wake()
         return bars
 
@@ -259,14 +278,14 @@ class BarAggregator:
     def open_bars(self, now_ms: int) -> list[Bar]:
         """The bars not closed yet (``x`` false, ``fetched_at`` ``now_ms``), for a live
         view or a flush on shutdown; they stay open here."""
-        return [Bar(coin, book.interval,
-                    book.buckets[(open_ms, coin)].row(open_ms, book.interval, False, now_ms), 0)
+        return [Bar(coin, book.interval, book.buckets[(open_ms, coin)].row(
+                    open_ms, book.end(open_ms) - 1, False, now_ms), 0)
                 for book in self._books for open_ms, coin in sorted(book.pending)]
 
     def next_deadline(self) -> int | None:
         """The earliest deadline among open buckets (when :meth:`close_due` will next
         have a bar to close); None when nothing is open."""
-        deadlines = [next_bucket(book.pending[0][0], book.interval) + self.grace_ms
+        deadlines = [book.end(book.pending[0][0]) + self.grace_ms
                      for book in self._books if book.pending]
         return min(deadlines, default=None)
 
@@ -287,14 +306,6 @@ class BarAggregator:
         return sum(len(book.buckets) for book in self._books)
 
 
-def _emit(key: _Key, interval: str, bucket: _Bucket, now_ms: int) -> Bar:
-    open_ms, coin = key
-    bucket.revision += 1
-    bucket.stamped = max(now_ms, bucket.stamped + 1)
-    return Bar(coin, interval, bucket.row(open_ms, interval, True, bucket.stamped),
-               bucket.revision)
-
-
 def _in_time_order(batch: TradeBatch) -> TradeBatch:
     times, tids = batch.times, batch.tids
     return batch.select(sorted(range(len(times)), key=lambda i: (times[i], tids[i])))
@@ -304,6 +315,9 @@ def _summarise(batch: TradeBatch, lo: int, hi: int) -> _Summary:
     """The summary of trades [lo, hi) of a batch sorted by time; among trades of equal
     time, the lowest tid opens and the highest closes."""
     times, tids, px = batch.times, batch.tids, batch.px
+    if hi - lo == 1 and batch.units is None:  # a lone trade (its size is below the limit)
+        key, price = (times[lo], tids[lo]), px[lo]
+        return key, price, key, price, price, price, round(batch.sz[lo] * SIZE_SCALE), 1
     if lo == 0 and hi == len(times):
         prices, sizes = px, batch.sz
     else:

@@ -10,8 +10,8 @@ within a *horizon* H of exchange time behind the newest trade admitted for that 
 Why that is exact:
 
 - No trade is counted twice. A trade is admitted only if its id is not remembered and
-  its time is ≥ W - H. Ids are forgotten a frame at a time, and only once the newest
-  time admitted up to and including that frame (its key, ≥ each of its trades'
+  its time is ≥ W - H. Ids are forgotten by whole frames, and only once the newest
+  time admitted up to and including the frame (its key, ≥ each of its trades'
   times) has fallen below W - H; so every admitted trade whose time is still ≥ W - H
   is still remembered, and a second copy of it is refused.
 - No trade that should count is refused, given how the feed behaves: the server sends
@@ -22,11 +22,19 @@ Why that is exact:
   and counted in :attr:`TradeDeduper.stale`, where the health report shows it; the
   streamer repairs the bar from REST as it does for any gap.
 
-Bound: per coin, the ids admitted while W advanced through the last H, i.e. at most
-the coin's trades in a window of 2H, whatever the uptime; an idle coin keeps its last
-window and does not grow. The default H (5 minutes) also covers the aggregator's
-retention window (:data:`hyperlake.pipelines.stream.bars.DEFAULT_RETENTION_MS`), so
-every trade the aggregator could still apply is deduplicated against everything seen.
+Bound: per coin, the ids admitted while W advanced through the last H (plus H/8: ids
+are forgotten in batches, once the oldest frame is that far behind), i.e. at most the
+coin's trades in a window of 2H + H/8, whatever the uptime; in-order feeds keep about
+H + H/8 of them. An idle coin keeps its last window and does not grow. The default H
+(5 minutes) equals the aggregator's retention window
+(:data:`hyperlake.pipelines.stream.bars.DEFAULT_RETENTION_MS`): any trade the
+aggregator could still apply to a closed 1 s … 5 m bar is checked against every id
+seen in that time.
+
+The memory is this process's: after a restart, the replay that follows the first
+subscribe is new to it, though bars written before the restart may hold those trades.
+The streamer must not let such bars be rewritten from a partial replay (it repairs
+the span around a restart from REST, like any other gap).
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ class TradeDeduper:
         if horizon_ms <= 0:
             raise ValueError("the dedupe horizon must be positive")
         self.horizon_ms = horizon_ms
+        self._slack_ms = horizon_ms // 8
         self.duplicates = 0  # refused: the id was admitted before
         self.stale = 0  # refused: older than the horizon behind the coin's newest trade
         self._coins: dict[str, _CoinMemory] = {}
@@ -71,7 +80,8 @@ class TradeDeduper:
         memory = self._coins.get(batch.coin)
         if memory is None:
             memory = self._coins[batch.coin] = _CoinMemory()
-        seen, earliest = memory.tids, batch.earliest
+        seen = memory.tids
+        earliest = batch.times[0] if batch.ordered else min(batch.times)
         if earliest > memory.newest or (earliest >= memory.newest - self.horizon_ms
                                         and seen.isdisjoint(tids)):
             before = len(seen)
@@ -95,8 +105,9 @@ class TradeDeduper:
         frames = memory.frames
         frames.append((memory.newest, kept.tids))
         floor = memory.newest - self.horizon_ms
-        while frames[0][0] < floor:
-            memory.tids.difference_update(frames.popleft()[1])
+        if frames[0][0] < floor - self._slack_ms:  # forget in batches, not frame by frame
+            while frames[0][0] < floor:
+                memory.tids.difference_update(frames.popleft()[1])
 
     def _filter(self, batch: TradeBatch, memory: _CoinMemory, floor: int) -> TradeBatch:
         keep: list[int] = []

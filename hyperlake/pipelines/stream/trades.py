@@ -243,6 +243,10 @@ def _snippet(frame: bytes | str) -> str:
 
 
 def _batch(records: list[Trade], frame: bytes | str) -> TradeBatch:
+    if len(records) == 1:  # common on a quiet market: skip the column machinery
+        t = records[0]
+        units = _exact_sizes(frame) if t.sz >= FLOAT_SIZE_LIMIT else None
+        return TradeBatch(t.coin, [t.time], [t.tid], [t.px], [t.sz], records, True, units)
     if not records:
         return TradeBatch("", [], [], [], [], [], True)
     coin = records[0].coin

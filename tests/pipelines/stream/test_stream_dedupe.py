@@ -76,13 +76,15 @@ def test_tids_are_remembered_per_coin_but_unique_across_coins() -> None:
 
 
 def test_ids_behind_the_horizon_are_forgotten_and_their_trades_refused_as_stale() -> None:
-    horizon = 10_000
+    horizon = 8_000
     dedupe = TradeDeduper(horizon_ms=horizon)
     dedupe.admit(batch("BTC", (0, 1), (1, 2)))
     dedupe.admit(batch("BTC", (horizon // 2, 3)))
     assert dedupe.remembered() == 3
     dedupe.admit(batch("BTC", (horizon + 2, 4)))  # W - H = 2: trades at 0 and 1 are behind
-    assert dedupe.remembered() == 2
+    assert dedupe.remembered() == 4  # but forgotten only once H/8 behind
+    dedupe.admit(batch("BTC", (horizon + horizon // 8 + 2, 5)))
+    assert dedupe.remembered() == 3
     assert len(dedupe.admit(batch("BTC", (1, 2)))) == 0  # replayed, forgotten, still refused
     assert dedupe.stale == 1 and dedupe.duplicates == 0
     assert len(dedupe.admit(batch("BTC", (horizon // 2, 3)))) == 0  # remembered: duplicate
@@ -104,7 +106,7 @@ def test_memory_is_bounded_by_the_horizon_whatever_the_uptime() -> None:
             dedupe.admit(batch("BTC", *[trade(tid) for tid in range(last - 30, last)]))
         peak = max(peak, dedupe.remembered())
     assert dedupe.duplicates == 36 * 30
-    assert peak <= 2 * 5 * horizon // 1000 + 5  # the trades of at most 2H
+    assert peak <= 5 * (horizon + horizon // 8) // 1000 + 10  # the trades of H + H/8
 
 
 def test_the_horizon_must_be_positive() -> None:

@@ -1,0 +1,350 @@
+"""Trades → closed OHLCV bars of every requested interval, exactly as the exchange has them.
+
+One aggregator serves all intervals and coins. Rules (each one is what makes a bar
+equal the exchange's REST candle of the same bucket):
+
+- A trade belongs to the bucket of its **exchange** time (``time``), never to when it
+  arrived; o/c are the px of the first/last trade by (time, tid), h/l the max/min px,
+  v the exact sum of sizes (integers of 10**-8, converted once), n the count, q null
+  (the exchange's native candle has no quote volume).
+- A bar closes at a **wall-clock deadline**, bucket end + grace, read from the
+  caller's clock (``now_ms`` passed to :meth:`BarAggregator.close_due`), not when the
+  next trade happens to arrive. A bucket without trades has no bar: nothing is
+  invented.
+- A trade for a bar already closed is a *late trade*: it is applied and the bar is
+  emitted again, corrected, as a later version of the same key (a ``revision`` one
+  higher and a ``fetched_at`` strictly later, so compaction keeps it).
+- Memory is bounded: a closed bucket is kept for a retention window past its
+  deadline to absorb late trades, then dropped; a trade for a dropped bucket is
+  *too late*: counted per interval, never applied (the streamer repairs such bars
+  from REST). What is held is the open buckets plus ``(grace + retention) / step``
+  closed buckets per coin and interval, whatever the uptime.
+
+Speed: a frame's trades are aggregated as a batch. Sorted by time (as the server sends
+them), a frame's part of one bucket is a contiguous slice whose h/l/v/n come from
+C-level ``max``/``min``/``sum``, and o/c from its ends; most frames fall in one bucket
+of every interval, so that summary is computed once and merged into each interval's
+bucket. Per trade, nothing is done in Python at all.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
+from heapq import heappop, heappush
+from typing import NamedTuple
+
+from hyperlake.pipelines.stream.trades import SIZE_SCALE, TradeBatch, size_units
+from hyperlake.schemas.candles import CandleRow
+from hyperlake.schemas.intervals import (
+    FIXED_STEP_MS,
+    MINUTE_MS,
+    bucket_start,
+    is_interval,
+    next_bucket,
+)
+
+#: How long a closed bucket stays correctable by late trades, past its deadline.
+DEFAULT_RETENTION_MS = 5 * MINUTE_MS
+
+
+class Bar(NamedTuple):
+    """One emitted bar: ``row`` is ready for ``candle_table(coin, interval, …)``."""
+
+    coin: str
+    interval: str
+    row: CandleRow
+    revision: int  # 0: first emission; k: k-th correction by late trades
+
+
+#: What a run of trades contributes to one bucket: ((time, tid) of the opening trade,
+#: o, (time, tid) of the closing trade, c, h, l, volume in 10**-8 units, n). A plain
+#: tuple: it is built once per frame on the hot path.
+_Summary = tuple[tuple[int, int], float, tuple[int, int], float, float, float, int, int]
+#: A bucket's key in a book, and its entry in the book's heaps.
+_Key = tuple[int, str]  # (open ms, coin)
+
+
+class _Bucket:
+    """The running state of one bar."""
+
+    __slots__ = ("c", "first", "h", "l", "last", "n", "o", "revision", "stamped", "units")
+
+    def __init__(self, part: _Summary) -> None:
+        self.first, self.o, self.last, self.c, self.h, self.l, self.units, self.n = part
+        self.revision = -1  # emissions so far, minus one
+        self.stamped = -1  # fetched_at of the last emission
+
+    def merge(self, part: _Summary) -> None:
+        first, o, last, c, high, low, units, n = part
+        if first < self.first:
+            self.first, self.o = first, o
+        if last > self.last:
+            self.last, self.c = last, c
+        if high > self.h:
+            self.h = high
+        if low < self.l:
+            self.l = low
+        self.units += units
+        self.n += n
+
+    def row(self, open_ms: int, close_ms: int, closed: bool, fetched_at: int) -> CandleRow:
+        return CandleRow(open_ms, close_ms, self.o, self.h, self.l, self.c,
+                         self.units / SIZE_SCALE, None, self.n, closed, fetched_at)
+
+
+class _Book:
+    """The buckets of one interval, for every coin.
+
+    Two watermarks split bucket opens into open (≥ ``closed_before``), closed but kept
+    for late trades (≥ ``dropped_before``) and forgotten. ``buckets`` holds the first
+    two kinds; ``pending`` (open) and ``kept`` (closed) are heaps of the same keys, so
+    closing and dropping take the oldest first without scanning anything."""
+
+    __slots__ = ("buckets", "closed_before", "dirty", "dropped_before", "interval", "kept",
+                 "late", "offset", "pending", "step", "too_late")
+
+    def __init__(self, interval: str, closed_before: int, dropped_before: int) -> None:
+        self.interval = interval
+        # Fixed steps bucket inline: start = ms - (ms - offset) % step, the same as
+        # intervals.bucket_start (offset: 1w opens on Mondays); 1M has step 0.
+        self.step = FIXED_STEP_MS.get(interval, 0)
+        self.offset = bucket_start(0, interval) % self.step if self.step else 0
+        self.closed_before = closed_before
+        self.dropped_before = dropped_before
+        self.buckets: dict[_Key, _Bucket] = {}
+        self.pending: list[_Key] = []
+        self.kept: list[_Key] = []
+        self.dirty: set[_Key] = set()  # closed buckets changed by late trades
+        self.late = 0
+        self.too_late = 0
+
+    def start(self, ms: int) -> int:
+        """Open time of the bucket holding ``ms`` (intervals.bucket_start, inlined)."""
+        step = self.step
+        return ms - (ms - self.offset) % step if step else bucket_start(ms, self.interval)
+
+    def end(self, open_ms: int) -> int:
+        """Open time of the next bucket (intervals.next_bucket, inlined)."""
+        return open_ms + self.step if self.step else next_bucket(open_ms, self.interval)
+
+    def merge(self, coin: str, open_ms: int, part: _Summary) -> None:
+        key = (open_ms, coin)
+        bucket = self.buckets.get(key)
+        if open_ms >= self.closed_before:
+            if bucket is None:
+                self.buckets[key] = _Bucket(part)
+                heappush(self.pending, key)
+                return
+        elif open_ms >= self.dropped_before:
+            self.late += part[7]
+            self.dirty.add(key)
+            if bucket is None:
+                self.buckets[key] = _Bucket(part)
+                heappush(self.kept, key)
+                return
+        else:
+            self.too_late += part[7]
+            return
+        bucket.merge(part)
+
+    def add_spanning(self, coin: str, batch: TradeBatch) -> None:
+        """Trades of a time-sorted batch that may span several buckets: one slice each."""
+        times = batch.times
+        count, lo = len(times), 0
+        while lo < count:
+            open_ms = self.start(times[lo])
+            hi = bisect_left(times, self.end(open_ms), lo)
+            self.merge(coin, open_ms, _summarise(batch, lo, hi))
+            lo = hi
+
+    def close(self, closed_before: int, now_ms: int, out: list[Bar]) -> None:
+        """Close the open buckets that open before ``closed_before``; emit them."""
+        if closed_before <= self.closed_before:
+            return
+        self.closed_before = closed_before
+        pending = self.pending
+        while pending and pending[0][0] < closed_before:
+            key = heappop(pending)
+            heappush(self.kept, key)
+            out.append(self.emit(key, now_ms))
+
+    def correct(self, now_ms: int, out: list[Bar]) -> None:
+        """Emit again the closed buckets late trades changed."""
+        if self.dirty:
+            out.extend(self.emit(key, now_ms) for key in sorted(self.dirty))
+            self.dirty.clear()
+
+    def emit(self, key: _Key, now_ms: int) -> Bar:
+        """The closed bar of ``key``: its next revision, stamped after the last one."""
+        open_ms, coin = key
+        bucket = self.buckets[key]
+        bucket.revision += 1
+        bucket.stamped = now_ms if now_ms > bucket.stamped else bucket.stamped + 1
+        row = bucket.row(open_ms, self.end(open_ms) - 1, True, bucket.stamped)
+        return Bar(coin, self.interval, row, bucket.revision)
+
+    def drop(self, dropped_before: int) -> None:
+        """Forget the closed buckets that open before ``dropped_before``."""
+        if dropped_before <= self.dropped_before:
+            return
+        self.dropped_before = dropped_before
+        kept = self.kept
+        while kept and kept[0][0] < dropped_before:
+            del self.buckets[heappop(kept)]
+
+    def next_change(self, grace_ms: int, retention_ms: int) -> int:
+        """The earliest clock at which either watermark moves."""
+        return min(self.end(self.closed_before) + grace_ms,
+                   self.end(self.dropped_before) + grace_ms + retention_ms)
+
+
+class BarAggregator:
+    """Bars of ``intervals`` for every coin fed to :meth:`add`; see the module docstring.
+
+    ``start_ms`` is the caller's clock at start: buckets whose deadline has already
+    passed are closed from the outset (a trade for one is late), and those past the
+    retention window too late."""
+
+    def __init__(self, intervals: Iterable[str], *, grace_ms: int, start_ms: int,
+                 retention_ms: int = DEFAULT_RETENTION_MS) -> None:
+        names = list(dict.fromkeys(intervals))
+        unknown = [name for name in names if not is_interval(name)]
+        if unknown or not names:
+            raise ValueError(f"not candle intervals: {unknown or names}")
+        if grace_ms < 0 or retention_ms < 0:
+            raise ValueError("grace and retention cannot be negative")
+        self.grace_ms = grace_ms
+        self.retention_ms = retention_ms
+        self._books = [_Book(name, bucket_start(start_ms - grace_ms, name),
+                             bucket_start(start_ms - grace_ms - retention_ms, name))
+                       for name in names]
+        self._wake_ms = self._next_wake()
+
+    @property
+    def intervals(self) -> list[str]:
+        return [book.interval for book in self._books]
+
+    # -- feeding --------------------------------------------------------------------
+
+    def add(self, batch: TradeBatch) -> None:
+        """Apply one frame's (deduplicated) trades to every interval's buckets."""
+        times = batch.times
+        count = len(times)
+        if not count:
+            return
+        if not batch.ordered:
+            batch = _in_time_order(batch)
+            times = batch.times
+        coin, first_ms, last_ms = batch.coin, times[0], times[-1]
+        whole: _Summary | None = None  # the frame's summary, when it fits one bucket
+        for book in self._books:
+            step = book.step
+            if step:
+                open_ms = first_ms - (first_ms - book.offset) % step
+                if last_ms < open_ms + step:
+                    if whole is None:
+                        whole = _summarise(batch, 0, count)
+                    bucket = book.buckets.get((open_ms, coin))
+                    if bucket is None or open_ms < book.closed_before:
+                        book.merge(coin, open_ms, whole)
+                    else:
+                        bucket.merge(whole)  # the usual case: the coin's open bar
+                    continue
+            book.add_spanning(coin, batch)
+
+    # -- emitting -------------------------------------------------------------------
+
+    def close_due(self, now_ms: int) -> list[Bar]:
+        """Bars whose deadline (bucket end + grace) is at or before ``now_ms``, closed
+        now, then the corrections late trades made to bars closed before; buckets past
+        the retention window are dropped. ``fetched_at`` is ``now_ms`` (or one past a
+        bar's previous emission, should the clock step back)."""
+        books = self._books
+        if now_ms < self._wake_ms and not any(book.dirty for book in books):
+            return []  # no watermark moves yet: the usual answer to a frequent poll
+        bars: list[Bar] = []
+        closing, dropping = now_ms - self.grace_ms, now_ms - self.grace_ms - self.retention_ms
+        for book in books:
+            book.close(book.start(closing), now_ms, bars)
+            book.correct(now_ms, bars)
+            book.drop(book.start(dropping))
+        self._wake_ms = self._next_wake()
+        return bars
+
+    def _next_wake(self) -> int:
+        return min(book.next_change(self.grace_ms, self.retention_ms) for book in self._books)
+
+    def open_bars(self, now_ms: int) -> list[Bar]:
+        """The bars not closed yet (``x`` false, ``fetched_at`` ``now_ms``), for a live
+        view or a flush on shutdown; they stay open here."""
+        return [Bar(coin, book.interval, book.buckets[(open_ms, coin)].row(
+                    open_ms, book.end(open_ms) - 1, False, now_ms), 0)
+                for book in self._books for open_ms, coin in sorted(book.pending)]
+
+    def next_deadline(self) -> int | None:
+        """The earliest deadline among open buckets (when :meth:`close_due` will next
+        have a bar to close); None when nothing is open."""
+        deadlines = [book.end(book.pending[0][0]) + self.grace_ms
+                     for book in self._books if book.pending]
+        return min(deadlines, default=None)
+
+    # -- health ---------------------------------------------------------------------
+
+    @property
+    def late_trades(self) -> dict[str, int]:
+        """Per interval: trades applied to a bar after it had closed."""
+        return {book.interval: book.late for book in self._books}
+
+    @property
+    def too_late_trades(self) -> dict[str, int]:
+        """Per interval: trades for a bucket already dropped (not applied)."""
+        return {book.interval: book.too_late for book in self._books}
+
+    def held_buckets(self) -> int:
+        """Buckets in memory, open and closed (what the retention bound is about)."""
+        return sum(len(book.buckets) for book in self._books)
+
+
+def _in_time_order(batch: TradeBatch) -> TradeBatch:
+    times, tids = batch.times, batch.tids
+    return batch.select(sorted(range(len(times)), key=lambda i: (times[i], tids[i])))
+
+
+def _summarise(batch: TradeBatch, lo: int, hi: int) -> _Summary:
+    """The summary of trades [lo, hi) of a batch sorted by time; among trades of equal
+    time, the lowest tid opens and the highest closes."""
+    times, tids, px = batch.times, batch.tids, batch.px
+    if hi - lo == 1 and batch.units is None:  # a lone trade (its size is below the limit)
+        key, price = (times[lo], tids[lo]), px[lo]
+        return key, price, key, price, price, price, round(batch.sz[lo] * SIZE_SCALE), 1
+    if lo == 0 and hi == len(times):
+        prices, sizes = px, batch.sz
+    else:
+        prices, sizes = px[lo:hi], batch.sz[lo:hi]
+    exact = batch.units
+    units = size_units(sizes) if exact is None else sum(exact[lo:hi])
+    single = hi - lo == 1
+    first = lo if single or times[lo] != times[lo + 1] else _opening(times, tids, lo, hi)
+    last = hi - 1 if single or times[hi - 1] != times[hi - 2] else _closing(times, tids, lo, hi)
+    return ((times[first], tids[first]), px[first], (times[last], tids[last]), px[last],
+            max(prices), min(prices), units, hi - lo)
+
+
+def _opening(times: list[int], tids: list[int], lo: int, hi: int) -> int:
+    """Index of the first trade of [lo, hi) by (time, tid), the slice sorted by time
+    (trades of one block share their time: the lowest tid among them opens)."""
+    end = bisect_right(times, times[lo], lo, hi)
+    if end == lo + 1:
+        return lo
+    group = tids[lo:end]
+    return lo + group.index(min(group))
+
+
+def _closing(times: list[int], tids: list[int], lo: int, hi: int) -> int:
+    """Index of the last trade of [lo, hi) by (time, tid), the slice sorted by time."""
+    start = bisect_left(times, times[hi - 1], lo, hi)
+    if start == hi - 1:
+        return start
+    group = tids[start:hi]
+    return start + group.index(max(group))

@@ -1,0 +1,127 @@
+"""Drop trades already counted, by ``tid``, with memory bounded by exchange time.
+
+After every (re)subscribe the server replays the coin's most recent trades (~30)
+before live ones, and a resend can repeat a frame: neither may be counted twice.
+``tid`` is unique across assets, so a set of seen ids would do, except that it grows
+forever. The deduper therefore remembers, per coin, the ids of the trades admitted
+within a *horizon* H of exchange time behind the newest trade admitted for that coin
+(its high-water mark W), and refuses anything older than ``W - H`` as *stale*.
+
+Why that is exact:
+
+- No trade is counted twice. A trade is admitted only if its id is not remembered and
+  its time is ≥ W - H. Ids are forgotten by whole frames, and only once the newest
+  time admitted up to and including the frame (its key, ≥ each of its trades'
+  times) has fallen below W - H; so every admitted trade whose time is still ≥ W - H
+  is still remembered, and a second copy of it is refused.
+- No trade that should count is refused, given how the feed behaves: the server sends
+  a coin's trades in exchange-time order, so the only trades that arrive behind the
+  newest one already seen are re-sends (the replay covers the last ~30 trades, and a
+  second connection carrying the same coin during a reconnect lags by seconds, far
+  less than H). A trade that the server held back for longer than H would be refused
+  and counted in :attr:`TradeDeduper.stale`, where the health report shows it; the
+  streamer repairs the bar from REST as it does for any gap.
+
+Bound: per coin, the ids admitted while W advanced through the last H (plus H/8: ids
+are forgotten in batches, once the oldest frame is that far behind), i.e. at most the
+coin's trades in a window of 2H + H/8, whatever the uptime; in-order feeds keep about
+H + H/8 of them. An idle coin keeps its last window and does not grow. The default H
+(5 minutes) equals the aggregator's retention window
+(:data:`hyperlake.pipelines.stream.bars.DEFAULT_RETENTION_MS`): any trade the
+aggregator could still apply to a closed 1 s … 5 m bar is checked against every id
+seen in that time.
+
+The memory is this process's: after a restart, the replay that follows the first
+subscribe is new to it, though bars written before the restart may hold those trades.
+The streamer must not let such bars be rewritten from a partial replay (it repairs
+the span around a restart from REST, like any other gap).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from hyperlake.pipelines.stream.trades import TradeBatch
+from hyperlake.schemas.intervals import MINUTE_MS
+
+DEFAULT_HORIZON_MS = 5 * MINUTE_MS
+
+
+@dataclass(slots=True)
+class _CoinMemory:
+    newest: int = -(1 << 62)  # W: newest exchange time admitted (none yet: admit all)
+    tids: set[int] = field(default_factory=set)
+    # (W right after the frame was admitted, ids it admitted), in admission order:
+    # the keys never decrease, so eviction pops from the left.
+    frames: deque[tuple[int, list[int]]] = field(default_factory=deque)
+
+
+class TradeDeduper:
+    """Admit each trade once; see the module docstring for the bound and why it is safe."""
+
+    def __init__(self, horizon_ms: int = DEFAULT_HORIZON_MS) -> None:
+        if horizon_ms <= 0:
+            raise ValueError("the dedupe horizon must be positive")
+        self.horizon_ms = horizon_ms
+        self._slack_ms = horizon_ms // 8
+        self.duplicates = 0  # refused: the id was admitted before
+        self.stale = 0  # refused: older than the horizon behind the coin's newest trade
+        self._coins: dict[str, _CoinMemory] = {}
+
+    def admit(self, batch: TradeBatch) -> TradeBatch:
+        """The trades of ``batch`` not admitted before, in frame order (the batch
+        itself when all are new). A frame wholly newer than the coin's newest trade
+        cannot repeat anything seen (a copy has its original's time), so the usual
+        case costs one pass to remember its ids and no lookup."""
+        tids = batch.tids
+        if not tids:
+            return batch
+        memory = self._coins.get(batch.coin)
+        if memory is None:
+            memory = self._coins[batch.coin] = _CoinMemory()
+        seen = memory.tids
+        earliest = batch.times[0] if batch.ordered else min(batch.times)
+        if earliest > memory.newest or (earliest >= memory.newest - self.horizon_ms
+                                        and seen.isdisjoint(tids)):
+            before = len(seen)
+            seen.update(tids)
+            if len(seen) - before == len(tids):
+                self._remember(memory, batch)
+                return batch  # all new
+            seen.difference_update(tids)  # a tid twice within the frame: sort it out below
+        kept = self._filter(batch, memory, memory.newest - self.horizon_ms)
+        if kept:
+            seen.update(kept.tids)
+            self._remember(memory, kept)
+        return kept
+
+    def _remember(self, memory: _CoinMemory, kept: TradeBatch) -> None:
+        """Record a frame's admitted ids (already in the set) and evict what fell
+        behind the horizon."""
+        newest = kept.latest
+        if newest > memory.newest:
+            memory.newest = newest
+        frames = memory.frames
+        frames.append((memory.newest, kept.tids))
+        floor = memory.newest - self.horizon_ms
+        if frames[0][0] < floor - self._slack_ms:  # forget in batches, not frame by frame
+            while frames[0][0] < floor:
+                memory.tids.difference_update(frames.popleft()[1])
+
+    def _filter(self, batch: TradeBatch, memory: _CoinMemory, floor: int) -> TradeBatch:
+        keep: list[int] = []
+        taken: set[int] = set()
+        for index, (tid, time) in enumerate(zip(batch.tids, batch.times, strict=True)):
+            if time < floor:
+                self.stale += 1
+            elif tid in memory.tids or tid in taken:
+                self.duplicates += 1
+            else:
+                keep.append(index)
+                taken.add(tid)
+        return batch.select(keep)
+
+    def remembered(self) -> int:
+        """How many trade ids are held (the memory the bound is about)."""
+        return sum(len(memory.tids) for memory in self._coins.values())

@@ -1,0 +1,285 @@
+"""Hyperliquid WebSocket frames → validated, columnar trade batches.
+
+A ``trades`` frame is ``{"channel":"trades","data":[{coin, side, px, sz, time, hash,
+tid, users}, …]}`` (see tests/fixtures/ws_messages_real.jsonl): numbers as decimal
+strings, one coin per frame (a subscription is per coin), up to ~100 trades.
+
+Speed: msgspec decodes straight into typed structs, checking every field in C (types,
+``side`` in {A, B}, prices and sizes finite and > 0, times and ids ≥ 0) and skipping
+``users`` without building it; that is about twice as fast as ``orjson.loads`` plus a
+Python check per field. The decoder is lax (``strict=False``) because the wire sends
+numbers as decimal strings: they become floats correctly rounded, the very double
+``float(text)`` gives (checked by the tests); an integer sent as a string is accepted.
+The batch is then turned into columns once, so dedupe and aggregation work with
+C-level ``min``/``max``/``sum`` over lists instead of touching each trade in Python.
+
+Exact volume: sizes have at most 8 decimals (a size is a multiple of 10**-szDecimals
+and szDecimals ≤ 8 on every market), so a volume is an integer number of 10**-8 units
+and the aggregator sums it as one. Summing the floats and rounding once is exact while
+the total stays below :data:`FLOAT_SIZE_LIMIT` (2**23): each ``float(sz)`` errs by at
+most 2**-53 relative, ``math.fsum`` and the scaling by 10**8 add one rounding each, so
+``round(fsum(sizes) * 10**8)`` is within ``3 * 2**-53 * K < 1/2`` of the exact integer
+``K`` whenever K < 2**53 / 6 (a total below ≈ 1.5e7; the limit keeps a wide margin).
+A frame holding a single size at or above the limit carries exact integer ``units``
+read from the decimal strings themselves. ``units / 10**8`` (int / int, correctly
+rounded) is then the double nearest the exact decimal sum: the very value
+``float(v)`` gives for the exchange's candle ``v``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from math import fsum
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from hyperlake.schemas.records import InvalidRecord
+
+#: The text frame the server sends first on every connection (not JSON).
+GREETING = "Websocket connection established."
+#: Volumes are summed as integers of this many units per 1 (10**-8: szDecimals ≤ 8).
+SIZE_SCALE = 10**8
+#: Sums of sizes below this convert to exact units by one rounding (module docstring).
+FLOAT_SIZE_LIMIT = float(2**23)
+
+_Positive = Annotated[float, msgspec.Meta(gt=0, le=sys.float_info.max)]  # no nan, no inf
+_Natural = Annotated[int, msgspec.Meta(ge=0)]
+_SNIPPET = 160
+_GREETINGS = (GREETING, GREETING.encode())
+
+
+class MalformedFrame(InvalidRecord):
+    """A WebSocket frame that is not one of the documented shapes."""
+
+
+class Trade(msgspec.Struct, frozen=True, gc=False):
+    """One validated trade as the wire has it (``users`` is not kept)."""
+
+    coin: str
+    side: Literal["A", "B"]  # B: the buyer took liquidity; A: the seller did
+    px: _Positive
+    sz: _Positive
+    time: _Natural  # exchange time, epoch ms
+    hash: str
+    tid: _Natural  # unique across assets
+
+
+class _ExactSizeTrade(msgspec.Struct, frozen=True, gc=False):
+    sz: str
+
+
+@dataclass(slots=True)
+class TradeBatch:
+    """The trades of one frame (one coin), as parallel columns in frame order; treat
+    it as read-only. ``ordered`` says ``times`` never decrease (as the server sends
+    them), so the first and last trades are the earliest and latest. ``units`` (sizes
+    in exact 10**-8 units) is only set for a frame with a size too big for the float
+    path (module docstring); ``records`` keeps the validated trades for whoever stores
+    them (side, hash)."""
+
+    coin: str
+    times: list[int]
+    tids: list[int]
+    px: list[float]
+    sz: list[float]
+    records: list[Trade] = field(repr=False)
+    ordered: bool
+    units: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.tids)
+
+    def select(self, indices: list[int]) -> TradeBatch:
+        """The trades at ``indices`` (in that order) as a batch of their own."""
+        units = self.units
+        times = [self.times[i] for i in indices]
+        return TradeBatch(self.coin, times, [self.tids[i] for i in indices],
+                          [self.px[i] for i in indices], [self.sz[i] for i in indices],
+                          [self.records[i] for i in indices], _ordered(times),
+                          None if units is None else [units[i] for i in indices])
+
+    @classmethod
+    def of(cls, records: list[Trade]) -> TradeBatch:
+        """A batch of validated trades of one coin, not read from a frame (so sizes
+        must be below FLOAT_SIZE_LIMIT: there is no decimal text to read them from)."""
+        if records and max(t.sz for t in records) >= FLOAT_SIZE_LIMIT:
+            raise ValueError(f"sizes from {FLOAT_SIZE_LIMIT:.0f} up need their decimal text")
+        return _batch(records, "")
+
+    @property
+    def earliest(self) -> int:
+        return self.times[0] if self.ordered else min(self.times)
+
+    @property
+    def latest(self) -> int:
+        return self.times[-1] if self.ordered else max(self.times)
+
+
+def _ordered(times: list[int]) -> bool:
+    return len(times) < 2 or times == sorted(times)
+
+
+# -- the other frames -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    """The plain-text hello the server sends when a connection opens."""
+
+
+class SubscriptionAck(msgspec.Struct, frozen=True):
+    """``subscriptionResponse``: the server accepted a (un)subscribe request."""
+
+    method: str  # "subscribe" | "unsubscribe"
+    subscription: dict[str, Any]
+
+
+class Pong(msgspec.Struct, frozen=True, tag_field="channel", tag="pong"):
+    """The answer to ``{"method":"ping"}``."""
+
+
+class ServerError(msgspec.Struct, frozen=True):
+    """``error``: the server refused a request (the text says why)."""
+
+    message: str
+
+
+class CandleUpdate(msgspec.Struct, frozen=True):
+    """``candle``: the exchange's own view of a bar (open or closed; no flag says)."""
+
+    t: _Natural
+    t_close: _Natural = msgspec.field(name="T")
+    coin: str = msgspec.field(name="s")
+    interval: str = msgspec.field(name="i")
+    o: _Positive
+    c: _Positive
+    h: _Positive
+    l: _Positive  # noqa: E741 - the wire's name
+    v: Annotated[float, msgspec.Meta(ge=0, le=sys.float_info.max)]
+    n: _Natural
+
+
+@dataclass(frozen=True, slots=True)
+class OtherChannel:
+    """A well-formed frame of a channel this module does not interpret (bbo, l2Book…)."""
+
+    channel: str
+
+
+Frame = TradeBatch | SubscriptionAck | Pong | ServerError | CandleUpdate | Greeting | OtherChannel
+
+
+# -- decoding ---------------------------------------------------------------------
+
+
+class _Trades(msgspec.Struct, frozen=True, gc=False, tag_field="channel", tag="trades"):
+    data: list[Trade]
+
+
+class _ExactSizes(msgspec.Struct, frozen=True, gc=False):
+    data: list[_ExactSizeTrade]
+
+
+class _Ack(msgspec.Struct, frozen=True, tag_field="channel", tag="subscriptionResponse"):
+    data: SubscriptionAck
+
+
+class _Error(msgspec.Struct, frozen=True, tag_field="channel", tag="error"):
+    data: str
+
+
+class _Candle(msgspec.Struct, frozen=True, tag_field="channel", tag="candle"):
+    data: CandleUpdate
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    channel: str
+
+
+_Known = _Trades | _Ack | Pong | _Error | _Candle
+_KNOWN: msgspec.json.Decoder[_Known] = msgspec.json.Decoder(_Known, strict=False)
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_EXACT_SIZES = msgspec.json.Decoder(_ExactSizes)
+
+
+def parse_frame(frame: bytes | str) -> Frame:
+    """What one WebSocket text frame says. Raises MalformedFrame for anything that is
+    neither the greeting nor a JSON object of a documented shape."""
+    try:
+        message = _KNOWN.decode(frame)
+    except msgspec.DecodeError as exc:
+        if frame in _GREETINGS:
+            return Greeting()
+        return _other_channel(frame, exc)
+    if isinstance(message, _Trades):
+        return _batch(message.data, frame)
+    if isinstance(message, _Ack):
+        return message.data
+    if isinstance(message, _Error):
+        return ServerError(message.data)
+    if isinstance(message, _Candle):
+        return message.data
+    return message
+
+
+def _other_channel(frame: bytes | str, error: msgspec.DecodeError) -> OtherChannel:
+    """A frame the typed decoder refused: fine if it is some other channel's."""
+    try:
+        channel = _ENVELOPE.decode(frame).channel
+    except msgspec.DecodeError:
+        channel = None
+    if channel is None or channel in ("trades", "subscriptionResponse", "pong", "error",
+                                      "candle"):
+        raise MalformedFrame(f"malformed websocket frame ({error}): {_snippet(frame)}") from None
+    return OtherChannel(channel)
+
+
+def _snippet(frame: bytes | str) -> str:
+    text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+    return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "…"
+
+
+def _batch(records: list[Trade], frame: bytes | str) -> TradeBatch:
+    if len(records) == 1:  # common on a quiet market: skip the column machinery
+        t = records[0]
+        units = _exact_sizes(frame) if t.sz >= FLOAT_SIZE_LIMIT else None
+        return TradeBatch(t.coin, [t.time], [t.tid], [t.px], [t.sz], records, True, units)
+    if not records:
+        return TradeBatch("", [], [], [], [], [], True)
+    coin = records[0].coin
+    coins = [t.coin for t in records]
+    if coins.count(coin) != len(coins):
+        raise MalformedFrame(f"trades of several coins in one frame: {_snippet(frame)}")
+    sizes = [t.sz for t in records]
+    units = _exact_sizes(frame) if max(sizes) >= FLOAT_SIZE_LIMIT else None
+    times = [t.time for t in records]
+    return TradeBatch(coin, times, [t.tid for t in records], [t.px for t in records], sizes,
+                      records, _ordered(times), units)
+
+
+def size_units(sizes: Sequence[float]) -> int:
+    """The exact sum of ``sizes`` (each < FLOAT_SIZE_LIMIT) in 10**-8 units: one
+    rounding of their ``fsum`` while that is below the limit, else one per size."""
+    total = fsum(sizes)
+    if total < FLOAT_SIZE_LIMIT:
+        return round(total * SIZE_SCALE)
+    return sum([round(size * SIZE_SCALE) for size in sizes])
+
+
+def _exact_sizes(frame: bytes | str) -> list[int]:
+    try:
+        records = _EXACT_SIZES.decode(frame).data
+    except msgspec.DecodeError as exc:
+        raise MalformedFrame(f"sizes are not decimal strings ({exc}): {_snippet(frame)}") from None
+    return [exact_units(t.sz) for t in records]
+
+
+def exact_units(size: str) -> int:
+    """A plain decimal string (at most 8 decimals) in units of 10**-8, exactly."""
+    whole, _, fraction = size.partition(".")
+    if len(fraction) > 8 or not whole.isdigit() or not (fraction.isdigit() or not fraction):
+        raise MalformedFrame(f"size is not a decimal with at most 8 decimals: {size!r}")
+    return int(whole) * SIZE_SCALE + int(fraction.ljust(8, "0") or "0")

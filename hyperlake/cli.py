@@ -27,11 +27,12 @@ from hyperlake.commands import (
     funding,
     plot,
     sql,
+    stream,
     verify,
 )
 from hyperlake.errors import HyperlakeError
 
-COMMANDS = (candles, funding, compact, sql, export, plot, emulator, demo, verify)
+COMMANDS = (candles, funding, stream, compact, sql, export, plot, emulator, demo, verify)
 #: Exit statuses of a run stopped from outside (128 + the signal, as shells report).
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143

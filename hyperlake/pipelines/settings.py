@@ -12,7 +12,11 @@ Keys never go on a command line (they would show in ``ps`` and shell history).
 | HYPERLAKE_CA_BUNDLE | the system's CAs (set it to the emulator's CA for its TLS port) |
 | HYPERLAKE_HYPERLIQUID_WEIGHT | 1200 (weight/minute per IP, shared by all hyperlake processes) |
 | HYPERLAKE_HYDROMANCER_WEIGHT | 1200 (weight per minute for the key) |
+| HYPERLAKE_WS_URL | wss://api.hyperliquid.xyz/ws (the live trade stream) |
+| HYPERLAKE_WS_STALE | 45 (seconds without any frame before a connection is called dead; 2 to 600) |
 | HYPERLAKE_NOW | wall clock; an ISO time pins "now" (to match a frozen emulator clock) |
+| HYPERLAKE_CLOCK_RATE | 0; with HYPERLAKE_NOW, now runs from it this many times real time |
+| HYPERLAKE_CLOCK_ANCHOR | process start: the wall time (epoch s) at which now was HYPERLAKE_NOW |
 | HYPERLAKE_BACKOFF_BASE | 0.25 (seconds; retries wait up to base * 2^attempt, full jitter) |
 | HYPERLAKE_MAX_ATTEMPTS | 6 (attempts per request before it goes to the gap ledger; 1 to 100) |
 | HYPERLAKE_SETTLE | 300 (seconds an empty answer waits to be final: pipelines.head; 0 to 86400) |
@@ -45,6 +49,9 @@ from hyperlake.schemas.times import parse_instant
 MAX_ATTEMPTS_LIMIT = 100
 MAX_BACKOFF_BASE_S = 60.0
 MAX_SETTLE_S = 86_400.0
+MAX_CLOCK_RATE = 100_000.0
+#: When this process started: a running pinned clock counts from it unless anchored.
+_STARTED_WALL = time.time()
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,10 @@ class SourceSettings:
     hyperliquid_weight: float = float(HYPERLIQUID_WEIGHT_PER_MINUTE)
     hydromancer_weight: float = float(HYDROMANCER_WEIGHT_PER_MINUTE)
     pinned_now_ms: int | None = None
+    clock_rate: float = 0.0  # with pinned_now_ms: now runs from it at this rate
+    clock_anchor: float | None = None  # wall time (epoch s) of pinned_now_ms; None: start
+    ws_url: str = "wss://api.hyperliquid.xyz/ws"
+    ws_stale_s: float = 45.0
     backoff_base: float = 0.25
     max_attempts: int = 6
     settle_s: float = 300.0
@@ -79,6 +90,12 @@ class SourceSettings:
             hydromancer_weight=_number(env, "HYPERLAKE_HYDROMANCER_WEIGHT",
                                        defaults.hydromancer_weight, low=1.0),
             pinned_now_ms=parse_instant(now_text, "HYPERLAKE_NOW") if now_text else None,
+            clock_rate=_number(env, "HYPERLAKE_CLOCK_RATE", defaults.clock_rate, low=0.0,
+                               high=MAX_CLOCK_RATE, zero=True),
+            clock_anchor=_number(env, "HYPERLAKE_CLOCK_ANCHOR", _STARTED_WALL, low=0.0),
+            ws_url=_url(env, "HYPERLAKE_WS_URL", defaults.ws_url, schemes=("ws", "wss")),
+            ws_stale_s=_number(env, "HYPERLAKE_WS_STALE", defaults.ws_stale_s, low=2.0,
+                               high=600.0),
             backoff_base=_number(env, "HYPERLAKE_BACKOFF_BASE", defaults.backoff_base,
                                  low=0.001, high=MAX_BACKOFF_BASE_S),
             max_attempts=_whole(env, "HYPERLAKE_MAX_ATTEMPTS", defaults.max_attempts,
@@ -118,7 +135,14 @@ class SourceSettings:
         return Head(self.now_ms(), source_ms, int(self.settle_s * 1000))
 
     def now_ms(self) -> int:
-        return self.pinned_now_ms if self.pinned_now_ms is not None else int(time.time() * 1000)
+        """Our clock: the wall clock, or the pinned instant (running at ``clock_rate``
+        from when this process started, when that is set)."""
+        if self.pinned_now_ms is None:
+            return int(time.time() * 1000)
+        if not self.clock_rate:
+            return self.pinned_now_ms
+        anchor = _STARTED_WALL if self.clock_anchor is None else self.clock_anchor
+        return self.pinned_now_ms + int((time.time() - anchor) * 1000 * self.clock_rate)
 
     def secrets(self) -> list[str]:
         return [k for k in (self.hydromancer_key, self.dwellir_key) if k]
@@ -186,8 +210,9 @@ def _ca_bundle(path: str | None) -> str | None:
     return path
 
 
-def _url(env: Mapping[str, str], name: str, default: str) -> str:
-    """An http(s) base URL with a host (and a valid port, if any)."""
+def _url(env: Mapping[str, str], name: str, default: str,
+         schemes: tuple[str, ...] = ("http", "https")) -> str:
+    """A base URL of one of ``schemes`` with a host (and a valid port, if any)."""
     text = env.get(name)
     if text is None:
         return default
@@ -196,7 +221,7 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError as exc:
         raise UserError(f"{name}: {text!r} is not a URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserError(f"{name}: {text!r} is not an http(s) URL with a host, e.g. "
-                        f"{default}")
+    if parts.scheme not in schemes or not parts.hostname:
+        raise UserError(f"{name}: {text!r} is not a {'/'.join(schemes)} URL with a host, "
+                        f"e.g. {default}")
     return text.strip()

@@ -38,7 +38,7 @@ from hyperlake.query.loaders import attach_funding, hourly_funding
 from hyperlake.schemas.exchange import HOURLY_FUNDING_FROM_MS
 from hyperlake.schemas.funding import HOURS_PER_YEAR
 from hyperlake.schemas.intervals import FIXED_STEP_MS, HOUR_MS, is_interval
-from hyperlake.schemas.times import utc_datetime
+from hyperlake.schemas.times import parse_duration, utc_datetime
 
 #: A funding rate times this is its APR in percent (rate * 24 * 365 * 100).
 APR_PERCENT_PER_RATE: Final = HOURS_PER_YEAR * 100
@@ -49,7 +49,6 @@ DEFAULT_MA: Final = "24h"
 EIGHT_HOURS_MS: Final = 8 * HOUR_MS
 
 _WINDOW = re.compile(r"(\d+)(m|h|d|w)")
-_WINDOW_MS = {"m": 60_000, "h": HOUR_MS, "d": 24 * HOUR_MS, "w": 7 * 24 * HOUR_MS}
 
 Frame = pl.DataFrame | pl.LazyFrame
 
@@ -68,10 +67,7 @@ def parse_window(text: str | None, field: str = "ma") -> str | None:
 
 def window_ms(window: str) -> int:
     """The length of a window accepted by ``parse_window``, in milliseconds."""
-    match = _WINDOW.fullmatch(window)
-    if match is None:
-        raise UserError(f"ma: {window!r} is not a window")
-    return int(match.group(1)) * _WINDOW_MS[match.group(2)]
+    return parse_duration(window, "ma")
 
 
 def _lazy(frame: Frame) -> pl.LazyFrame:

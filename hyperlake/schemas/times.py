@@ -10,6 +10,7 @@ surface later as an arithmetic overflow deep in a pipeline.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from hyperlake.errors import UserError
 
@@ -75,3 +76,21 @@ def format_instant(ms: int) -> str:
     if ms % 1000:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
+            "w": 604_800_000}
+
+
+def parse_duration(text: str, field: str, *, most_ms: int = 366 * 86_400_000) -> int:
+    """``500ms``, ``2s``, ``5m``, ``24h``, ``7d``, ``2w`` -> milliseconds (not above
+    ``most_ms``): the one duration parser of every option that takes one."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise UserError(f"{field}: {text!r} is not a duration; give a number and a unit "
+                        "ms, s, m, h, d or w (e.g. 2s, 5m, 24h)")
+    ms = round(float(match.group(1)) * _UNIT_MS[match.group(2)])
+    if ms > most_ms:
+        raise UserError(f"{field}: {text!r} is longer than {most_ms // 1000:,} s")
+    return ms

@@ -32,5 +32,9 @@ class HydromancerSnapshots:
         return 0.0  # a flat weight per request: the endpoint's base
 
 
+def api(settings: SourceSettings) -> HydromancerSnapshots:
+    return HydromancerSnapshots(settings)
+
+
 def fetch(job: CandleJob, settings: SourceSettings) -> SnapshotFetch:
-    return SnapshotFetch(job, HydromancerSnapshots(settings), settings)
+    return SnapshotFetch(job, api(settings), settings)

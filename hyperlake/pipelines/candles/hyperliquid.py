@@ -32,5 +32,9 @@ class HyperliquidSnapshots:
         return candles // CANDLES_PER_WEIGHT
 
 
+def api(settings: SourceSettings) -> HyperliquidSnapshots:
+    return HyperliquidSnapshots(settings)
+
+
 def fetch(job: CandleJob, settings: SourceSettings) -> SnapshotFetch:
-    return SnapshotFetch(job, HyperliquidSnapshots(settings), settings)
+    return SnapshotFetch(job, api(settings), settings)

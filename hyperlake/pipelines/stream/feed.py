@@ -115,25 +115,26 @@ class Connection:
         except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
             return f"{type(exc).__name__}: {exc}".strip().rstrip(":")
 
-    async def _pump(self, ws: ClientConnection,
-                    stop: asyncio.Event) -> str:
+    async def _pump(self, ws: ClientConnection, stop: asyncio.Event) -> str:
         loop = asyncio.get_running_loop()
-        next_ping = loop.time() + self.settings.ping_s
+        last_frame = loop.time()
+        next_ping = last_frame + self.settings.ping_s
         replay_of: str | None = None  # the coin whose subscription was acknowledged last
         while not stop.is_set():
-            wait = min(self.settings.stale_s, max(0.0, next_ping - loop.time()))
-            try:
-                message = await asyncio.wait_for(ws.recv(decode=False), timeout=wait or 0.001)
-            except TimeoutError:
-                if loop.time() >= next_ping:
-                    await ws.send(PING)
-                    next_ping = loop.time() + self.settings.ping_s
-                    continue
+            now = loop.time()
+            if now - last_frame >= self.settings.stale_s:
                 return f"stale: no frame for {self.settings.stale_s:g} s"
-            self.events.frame_seen(self.index)
-            if loop.time() >= next_ping:
+            if now >= next_ping:
                 await ws.send(PING)
-                next_ping = loop.time() + self.settings.ping_s
+                next_ping = now + self.settings.ping_s
+            wait = min(next_ping, last_frame + self.settings.stale_s) - now
+            try:
+                message = await asyncio.wait_for(ws.recv(decode=False),
+                                                 timeout=max(wait, 0.001))
+            except TimeoutError:
+                continue
+            last_frame = loop.time()
+            self.events.frame_seen(self.index)
             replay_of = self._handle(message, replay_of)
         await ws.close()
         return "stopped"

@@ -72,17 +72,17 @@ class Repairer:
         fetch: list[tuple[Source, Span]] = []
         unserved: list[Failure] = []
         for span in spans:
-            parts: list[tuple[Span, Source | None]] = [
-                (Span(span.start, min(span.end, native_from)), deep),
-                     (Span(max(span.start, native_from), span.end),
-                      HYPERLIQUID.name if native else deep)]
-            for part, source in parts:
-                if part.end <= part.start:
+            parts: list[tuple[int, int, Source | None]] = [
+                (span.start, min(span.end, native_from), deep),
+                (max(span.start, native_from), span.end,
+                 HYPERLIQUID.name if native else deep)]
+            for start, end, source in parts:
+                if end <= start:
                     continue
                 if source is None:
-                    unserved.append(Failure(part, NO_SOURCE))
+                    unserved.append(Failure(Span(start, end), NO_SOURCE))
                 else:
-                    fetch += [(source, w) for w in windows(part, interval,
+                    fetch += [(source, w) for w in windows(Span(start, end), interval,
                                                            SNAPSHOT_MAX_CANDLES)]
         return fetch, unserved
 

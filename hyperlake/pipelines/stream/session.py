@@ -41,9 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from hyperlake.lake.ledger import Failure
 from hyperlake.lake.lock import LakeBusy, LakeLock
 from hyperlake.lake.paths import LakePaths
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
+from hyperlake.net.retry import TerminalError
 from hyperlake.pipelines.compact import CompactJob, run_compact
 from hyperlake.pipelines.settings import SourceSettings
 from hyperlake.pipelines.stream.bars import Bar, BarAggregator
@@ -271,11 +273,22 @@ class StreamSession:
             return
 
     def _repair(self, coin: str, interval: str, spans: RangeSet, now: int) -> list[Repaired]:
+        """On the repair thread. A source that refuses outright (a wrong key, say)
+        leaves its windows in the gap ledger, saying why; the stream goes on."""
         fetch, unserved = self.repairer.plan(interval, spans, now)
+        repaired = []
+        for source, window in fetch:
+            try:
+                repaired.append(self.repairer.fetch(coin, interval, source, window))
+            except TerminalError as exc:
+                unserved.append(Failure(window, str(exc)))
         if unserved:
             self._submit(self.sink.record_gaps, coin, interval, unserved)
-        return [self.repairer.fetch(coin, interval, source, window)
-                for source, window in fetch]
+            self.counts["ledgered"] += len(unserved)
+            self._event("ledgered", coin=coin, interval=interval,
+                        spans=[_span_text(f.span) for f in unserved][:5],
+                        reason=unserved[0].reason)
+        return repaired
 
     def _collect_repairs(self) -> None:
         still = []
@@ -358,7 +371,8 @@ class StreamSession:
         if self.job.json_log:
             print(json.dumps({"event": kind, "at": format_instant(self.clock()), **fields},
                              default=str), file=self.log, flush=True)
-        elif kind in ("connected", "lost", "repaired", "resume", "server_error", "compacted"):
+        elif kind in ("connected", "lost", "repaired", "ledgered", "resume", "server_error",
+                      "compacted"):
             detail = " ".join(f"{k}={v}" for k, v in fields.items())
             print(f"hyperlake stream: {kind} {detail}", file=self.log, flush=True)
 

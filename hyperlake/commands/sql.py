@@ -29,8 +29,10 @@ views (timestamps are UTC, TIMESTAMP WITH TIME ZONE; the session time zone is UT
   open time t, never a later one (NULL when the market has none that early); when an
   hour holds several funding rows, the earliest time stands for it.
   Filter market, interval and date to skip files: WHERE market = 'BTC' AND
-  interval = '1h' AND date = DATE '2026-03-30' reads one file. A filter on t alone
-  still opens every file's footer. Views are unordered: say ORDER BY.
+  interval = '1h' AND date = DATE '2026-03-30' reads one file of candles, and of
+  candles_with_funding also at most two funding files (the day's and the latest one
+  before it: the funding lookback is bounded). A filter on t alone still opens every
+  file's footer. Views are unordered: say ORDER BY.
 
 formats:
   table    aligned text on stdout, every row, then the row count (the default)

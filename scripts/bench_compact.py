@@ -1,6 +1,6 @@
 """Compaction throughput and memory, and what querying the compacted lake costs.
 
-    python scripts/bench_compact.py [--dir DIR] [--year-days 365] [--month-days 30]
+    python scripts/bench_compact.py [--dir DIR] [--year-days 365] [--month-days 30] [--keep]
 
 Synthetic 1s candles of one market (BTC, every second present, a random walk on a
 0.01 tick), generated with numpy and committed as checkpoints the way the Dwellir
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import re
 import shutil
@@ -197,6 +198,13 @@ ASOF LEFT JOIN hourly AS f ON c.market = f.market AND c.t >= f.funding_hour
 """
 
 
+def same_answer(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """Equal, but for the last bits of float sums (a parallel sum's order varies)."""
+    return len(a) == len(b) and all(
+        math.isclose(x, y, rel_tol=1e-12) if isinstance(x, float) and isinstance(y, float)
+        else x == y for x, y in zip(a, b, strict=True))
+
+
 def lake_sources(lake: Path) -> dict[str, str]:
     return {name: f"read_parquet('{lake / name}/market=*/interval=*/date=*/part-*.parquet', "
                   f"{HIVE})" for name in ("candles", "funding")}
@@ -238,13 +246,18 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument("--month-days", type=int, default=30)
     parser.add_argument("--year-days", type=int, default=365)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work folder (its lakes) and print where it is")
     args = parser.parse_args()
     print(f"load average at start: {loadavg()} ({os.cpu_count()} CPUs)", flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-compact-", dir=args.dir))
     try:
         return run(work, args.month_days, args.year_days)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def run(work: Path, month_days: int, year_days: int) -> int:
@@ -309,7 +322,7 @@ def run(work: Path, month_days: int, year_days: int) -> int:
     threads = int(lake_con.execute("SELECT current_setting('threads')").fetchall()[0][0])
     mem_con = in_memory(month_lake, view_sql, threads)
     answers = [con.execute(JOIN_QUERY).fetchall() for con in (lake_con, mem_con)]
-    if answers[0] != answers[1]:
+    if not same_answer(answers[0][0], answers[1][0]):
         raise SystemExit(f"the lake and in-memory joins disagree: {answers}")
     lake_join = best_of(5, lambda: lake_con.execute(JOIN_QUERY).fetchall())
     mem_join = best_of(5, lambda: mem_con.execute(JOIN_QUERY).fetchall())

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from hyperlake.errors import UserError
+from hyperlake.query.output_target import HELP as OUTPUT_HELP
 
 
 def register(sub: Any) -> None:
@@ -29,22 +28,17 @@ def register(sub: Any) -> None:
         description="Export the candles of one market and interval over [--start, --end) "
         "as CSV with the header s,i,t,T,o,h,l,c,v,q,n,x: s market, i interval, t open "
         "and T close time (epoch ms), o h l c v q as plain decimals (q empty when "
-        "unknown), n trades, x closed (true/false). Sorted by t; written atomically.",
+        "unknown), n trades, x closed (true/false). Sorted by t. Exit status: 0 done; 1 "
+        "a lake file cannot be read (damaged: the message names it; run hyperlake "
+        "verify); 2 bad input or --output cannot be written.",
     )
     c.add_argument("--market", required=True, help="market as in the lake (any case: btc)")
     c.add_argument("--interval", required=True, help="interval, case-sensitive (1m is not 1M)")
     c.add_argument("--start", help="ISO-8601 UTC, inclusive (default: the first candle)")
     c.add_argument("--end", help="ISO-8601 UTC, exclusive (default: after the last candle)")
-    c.add_argument("--output", required=True, metavar="FILE", help="the CSV file to write")
+    c.add_argument("--output", required=True, metavar="FILE", help=OUTPUT_HELP)
     c.add_argument("--lake", help="lake root (default $HYPERLAKE_LAKE or ./data)")
     c.set_defaults(run=run_csv)
-
-
-def _output_path(text: str) -> Path:
-    output = Path(text).expanduser()
-    if output.is_dir():
-        raise UserError(f"--output: {output} is a folder; name a file")
-    return output
 
 
 def _instant(text: str | None, field: str) -> int | None:
@@ -57,17 +51,23 @@ def run_csv(args: argparse.Namespace) -> int:
     from hyperlake.query.catalog import existing_lake
     from hyperlake.query.export_csv import export_csv, vendor_columns
     from hyperlake.query.loaders import TimeRange, candle_files, resolve_interval, resolve_market
+    from hyperlake.query.output_target import output_target
 
     root = existing_lake(args.lake)
     span = TimeRange.parse(_instant(args.start, "--start"), _instant(args.end, "--end"))
-    output = _output_path(args.output)
+    target = output_target(args.output)
     market = resolve_market(root, "candles", args.market)
     interval = resolve_interval(root, market, args.interval)
     files = candle_files(root, market, interval, span.start_ms, span.end_ms)
-    rows = export_csv(files, span, vendor_columns(market, interval), output)
+    if target.note is not None:
+        print(f"hyperlake export: note: {target.note}", file=sys.stderr)
+    rows = export_csv(files, span, vendor_columns(market, interval), target)
+    # The summary goes to stderr when the CSV itself goes to stdout.
+    summary = sys.stderr if target.is_stdout else sys.stdout
     if rows == 0:
         print(f"hyperlake export: note: no candles of {market} {interval} in the range; "
-              f"{output} holds the header only", file=sys.stderr)
+              f"{target.shown} holds the header only", file=sys.stderr)
     else:
-        print(f"exported {rows} candles of {market} {interval} to {output}")
+        print(f"exported {rows} candles of {market} {interval} to {target.shown}",
+              file=summary)
     return 0

@@ -4,7 +4,8 @@ Why a command and not "open duckdb yourself": the views (decoded Hive keys, type
 partitions, the no-lookahead funding join) are set up the same way every time, and
 the answer comes back in a format a shell pipeline or a notebook can take. The
 query's result is collected in memory, then written in one go: a query that fails
-half-way prints nothing and leaves no file behind.
+half-way prints nothing and leaves no file behind. The command only reads: every
+statement is classified before any runs (``hyperlake.query.read_only``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
+
+from hyperlake.errors import UserError
+from hyperlake.query.output_target import HELP as OUTPUT_HELP
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -29,15 +33,28 @@ views (timestamps are UTC, TIMESTAMP WITH TIME ZONE; the session time zone is UT
   open time t, never a later one (NULL when the market has none that early); when an
   hour holds several funding rows, the earliest time stands for it.
   Filter market, interval and date to skip files: WHERE market = 'BTC' AND
-  interval = '1h' AND date = DATE '2026-03-30' reads one file. A filter on t alone
-  still opens every file's footer. Views are unordered: say ORDER BY.
+  interval = '1h' AND date = DATE '2026-03-30' reads one file of candles, and of
+  candles_with_funding also at most two funding files (the day's and the latest one
+  before it: the funding lookback is bounded). A filter on t alone still opens every
+  file's footer. Views are unordered: say ORDER BY.
 
 formats:
   table    aligned text on stdout, every row, then the row count (the default)
   csv      a header line, then one line per row; NULL is an empty field
   json     JSON lines: one object per row; timestamps ISO-8601 with Z, NaN as null,
            sums of integers as integers
-  parquet  needs --output
+  parquet  needs --output (a file, or - for a pipe)
+
+read-only: only statements that read run (SELECT, WITH, DESCRIBE, SUMMARIZE, SHOW,
+  PIVOT, EXPLAIN [ANALYZE] of a read, reporting PRAGMAs such as table_info); COPY,
+  EXPORT, ATTACH, CREATE, INSERT, SET, INSTALL/LOAD, CALL, ... are refused before
+  anything runs, naming the statement, and extensions are never loaded on demand.
+  Results leave only through --output. In Python, hyperlake.connect() is a plain
+  DuckDB connection that can do everything (the power tool).
+
+exit status: 0 done; 1 a lake file cannot be read (damaged: the message names it; run
+  hyperlake verify); 2 bad input, a refused statement, or --output cannot be written
+  (nothing is left half-written).
 
 examples:
   hyperlake sql "SELECT market, interval, count(*) AS bars FROM candles GROUP BY ALL"
@@ -60,21 +77,30 @@ def register(sub: Any) -> None:
     p.add_argument("--lake", help="lake root (default $HYPERLAKE_LAKE or ./data)")
     p.add_argument("--format", default="table", choices=FORMATS,
                    help="output format (default table)")
-    p.add_argument("--output", metavar="FILE",
-                   help="write the result to FILE (atomically) instead of stdout")
+    p.add_argument("--output", metavar="FILE", help=f"instead of stdout, {OUTPUT_HELP}")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from hyperlake.query.catalog import connect, existing_lake
+    from hyperlake.query.output_target import STDOUT, output_target
+    from hyperlake.query.read_only import lock_down
     from hyperlake.query.sql_output import run_query, write_result
 
-    con = connect(existing_lake(args.lake))
+    if args.format == "parquet" and args.output is None:
+        raise UserError("--output: --format parquet needs a file to write to "
+                        "(or --output - for a pipe)")
+    root = existing_lake(args.lake).resolve()
+    target = output_target(STDOUT if args.output is None else args.output)
+    con = connect(root)
     try:
-        table = run_query(con, args.query)
+        lock_down(con)
+        table = run_query(con, args.query, root)
     finally:
         con.close()
-    write_result(table, args.format, args.output)
-    if args.output is not None:
-        print(f"wrote {table.num_rows} rows to {args.output}", file=sys.stderr)
+    if target.note is not None:
+        print(f"hyperlake sql: note: {target.note}", file=sys.stderr)
+    write_result(table, args.format, target)
+    if not target.is_stdout:
+        print(f"wrote {table.num_rows} rows to {target.shown}", file=sys.stderr)
     return 0

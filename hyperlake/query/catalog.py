@@ -21,21 +21,41 @@ The views (the session time zone is UTC; timestamps are ``TIMESTAMP WITH TIME ZO
     funding_apr (= rate * 24 * 365) and premium of the funding attached to the bar.
 
 No lookahead: a bar gets the funding of the latest ``funding_hour`` at or before its
-open time ``t`` (``candles ASOF LEFT JOIN funding ON market = market AND t >=
-funding_hour``), never a later hour; NULLs where the market has no funding that
+open time ``t``, never a later hour; NULLs where the market has no funding that
 early. When an hour holds several funding rows (off-the-hour times in 2023, two
 events in one hour), the earliest ``time`` stands for that hour: a row published
 later in the hour must not reach the bars that open before it.
 
+Bounded lookback: the funding in force on a bar of day ``d`` lies in the funding
+partition of ``d`` itself, or else in the latest funding partition before ``d``
+(compaction writes no empty partition, and each row sits in the partition of its own
+UTC date). Which partition that is, is read from the file names alone (``glob``, no
+file opened): normally the day before, further back only where the funding has a
+gap. The as-of join (``ASOF LEFT JOIN`` on market and ``date``, ``t >=
+funding_hour``) then reads only those two partitions per day: a one-day query of
+``candles_with_funding`` opens one candle file and at most two funding files, however
+long the lake (DuckDB prunes the funding files with the join's dynamic filter).
+
 Filter ``market``, ``interval`` and ``date`` to prune files: a filter on ``t`` alone
-still has to open every file's footer. The funding side of
-``candles_with_funding`` is pruned by market only: the latest funding at or
-before a bar may lie in any earlier partition. A dataset with no files yet gives a
-view with the same columns and no rows (until the next ``connect``).
+still has to open every file's footer. A dataset with no files yet gives a view with
+the same columns and no rows; files compacted later show up in the next query.
+
+One unreadable file does not wedge the lake: the views take their columns from a
+private schema file (no rows, written at ``connect``), never from the first lake
+file, so only a query that must read a corrupt partition fails, and it names the file.
+
+``connect`` returns a plain DuckDB connection: the power tool, from which anything
+DuckDB can do is allowed (``COPY … TO`` included). ``hyperlake sql`` wraps it in a
+read-only guard (``hyperlake.query.read_only``).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
+import os
+import shutil
+import stat
 import tempfile
 import uuid
 from pathlib import Path
@@ -43,29 +63,25 @@ from pathlib import Path
 import duckdb
 
 from hyperlake.errors import UserError
-from hyperlake.lake.paths import DATASET_FILES_GLOB, lake_root
+from hyperlake.lake.atomic import write_parquet_atomic
+from hyperlake.lake.paths import DATASET_FILES_GLOB, LAKE_FILE, lake_root
 from hyperlake.schemas.datasets import DATASET_SPECS
 from hyperlake.schemas.funding import HOURS_PER_YEAR
 from hyperlake.schemas.vocabulary import Dataset
 
 HIVE_TYPES = "{'market': 'VARCHAR', 'interval': 'VARCHAR', 'date': 'DATE'}"
+#: What DuckDB's planner is told each view holds (the first file it would otherwise
+#: count from is the empty schema file). Only the order of magnitude matters: funding
+#: (hourly) is smaller than candles, and both are far larger than the file listings
+#: joined to them in ``candles_with_funding``, so DuckDB builds those joins on the
+#: listing side and prunes the funding files with the join's dynamic filter.
+PLANNER_ROWS = {"candles": 10**9, "funding": 10**7}
 #: (name, DuckDB type) of each view's columns, derived from the Arrow schemas.
 VIEW_COLUMNS = {name: spec.duckdb_columns() for name, spec in DATASET_SPECS.items()}
-
-CANDLES_WITH_FUNDING = f"""
-CREATE VIEW candles_with_funding AS
-WITH hourly AS (
-    SELECT market, funding_hour,
-           arg_min(fundingRate, time) AS funding_rate,
-           arg_min(premium, time) AS premium
-    FROM funding
-    GROUP BY market, funding_hour
-)
-SELECT c.*, f.funding_hour, f.funding_rate,
-       f.funding_rate * {HOURS_PER_YEAR} AS funding_apr, f.premium
-FROM candles AS c
-ASOF LEFT JOIN hourly AS f ON c.market = f.market AND c.t >= f.funding_hour
-"""
+#: The Hive keys of a lake file's path, taken from its last three folders (folders
+#: named key=value above the lake are not the lake's).
+_PATH_KEYS = ("regexp_extract(file, '/market=([^/]*)/interval=([^/]*)/date=([^/]*)/[^/]*$', "
+              "['market', 'interval', 'date'])")
 
 
 def _quote_identifier(name: str) -> str:
@@ -80,24 +96,82 @@ def _column_list(columns: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(_quote_identifier(name) for name, _ in columns)
 
 
-def has_lake_files(dataset_folder: Path) -> bool:
-    return dataset_folder.is_dir() and any(dataset_folder.glob(DATASET_FILES_GLOB))
+def _files_pattern(dataset_folder: Path) -> str:
+    return _quote_literal(str(dataset_folder / DATASET_FILES_GLOB))
 
+
+# -- the schema files ----------------------------------------------------------------------
+
+@functools.cache
+def _schema_folder() -> Path:
+    """A private folder (mode 0700, removed at exit) for this process's schema files."""
+    folder = Path(tempfile.mkdtemp(prefix="hyperlake-schema-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def schema_file(name: Dataset) -> Path:
+    """A lake file of ``name`` with no rows, laid out as a partition (so Hive parsing
+    accepts it and a filter on market or date prunes it). A view lists it first:
+    DuckDB takes a view's columns from the first file, and a lake file there would make
+    one corrupt partition break every query of the dataset."""
+    path = (_schema_folder() / name / "market=" / "interval=" / "date=1970-01-01"
+            / LAKE_FILE)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_parquet_atomic(path, DATASET_SPECS[name].lake_schema.empty_table())
+    return path
+
+
+# -- the views -----------------------------------------------------------------------------
 
 def parquet_view_sql(name: Dataset, dataset_folder: Path) -> str:
-    """A view over the dataset's partitions, Hive keys decoded and typed."""
+    """A view over the dataset's partitions, Hive keys decoded and typed; no rows (but
+    every column) while the dataset has no file."""
     columns = VIEW_COLUMNS[name]
-    pattern = _quote_literal(str(dataset_folder / DATASET_FILES_GLOB))
+    files = f"[{_quote_literal(str(schema_file(name)))}, {_files_pattern(dataset_folder)}]"
     return (f"CREATE VIEW {name} AS SELECT {_column_list(columns)} FROM read_parquet("
-            f"{pattern}, hive_partitioning = true, hive_types = {HIVE_TYPES})")
+            f"{files}, hive_partitioning = true, hive_types = {HIVE_TYPES}, "
+            f"allow_empty = true, explicit_cardinality = {PLANNER_ROWS[name]})")
 
 
-def empty_view_sql(name: Dataset) -> str:
-    """Same columns and types as ``parquet_view_sql``, no rows: the dataset has no files."""
-    columns = ", ".join(f"CAST(NULL AS {kind}) AS {_quote_identifier(column)}"
-                        for column, kind in VIEW_COLUMNS[name])
-    return f"CREATE VIEW {name} AS SELECT {columns} WHERE false"
+def partition_days_sql(dataset_folder: Path) -> str:
+    """(market, date) of every partition of a dataset, from the file names alone."""
+    return (f"SELECT DISTINCT url_decode(k.market) AS market, TRY_CAST(k.date AS DATE) AS date "
+            f"FROM (SELECT {_PATH_KEYS} AS k FROM glob({_files_pattern(dataset_folder)}))")
 
+
+def candles_with_funding_sql(root: Path) -> str:
+    """The ``candles_with_funding`` view over the views ``candles`` and ``funding`` of
+    the lake at ``root`` (see the module docstring for the rule)."""
+    return f"""
+CREATE VIEW candles_with_funding AS
+WITH candle_days AS ({partition_days_sql(root / "candles")}),
+funding_days AS ({partition_days_sql(root / "funding")}),
+lookback AS (
+    -- the funding partitions that can hold the funding in force on a bar of day `serves`
+    SELECT market, date AS serves, date FROM candle_days
+    UNION ALL
+    SELECT c.market, c.date AS serves, f.date
+    FROM candle_days AS c ASOF JOIN funding_days AS f ON c.market = f.market AND c.date > f.date
+),
+in_force AS (
+    -- one row per funding hour: the earliest `time` of the hour stands for it
+    SELECT l.serves, f.market, f.funding_hour,
+           arg_min(f.fundingRate, f.time) AS funding_rate,
+           arg_min(f.premium, f.time) AS premium
+    FROM funding AS f JOIN lookback AS l ON f.market = l.market AND f.date = l.date
+    GROUP BY l.serves, f.market, f.funding_hour
+)
+SELECT c.*, f.funding_hour, f.funding_rate,
+       f.funding_rate * {HOURS_PER_YEAR} AS funding_apr, f.premium
+FROM candles AS c
+ASOF LEFT JOIN in_force AS f
+    ON c.market = f.market AND c.date = f.serves AND c.t >= f.funding_hour
+"""
+
+
+# -- the connection ------------------------------------------------------------------------
 
 def _configure(con: duckdb.DuckDBPyConnection, threads: int | None) -> None:
     con.execute("SET TimeZone = 'UTC'")
@@ -115,11 +189,19 @@ def _check_threads(threads: int | None) -> None:
 
 
 def existing_lake(cli_value: str | None) -> Path:
-    """The lake root a command reads: it must exist (a typo must not read as "no data")."""
-    root = lake_root(cli_value)
-    if not root.is_dir():
-        raise UserError(f"--lake: {root} does not exist (give --lake DIR or set "
-                        "$HYPERLAKE_LAKE)")
+    """The lake root a command reads: it must exist (a typo must not read as "no data").
+    A path that cannot be used (too long, under a file, a symlink loop, no access) is a
+    one-line UserError naming it."""
+    try:
+        root = lake_root(cli_value)
+        mode = os.stat(root).st_mode
+    except FileNotFoundError as exc:
+        raise UserError(f"--lake: {exc.filename} does not exist (give --lake DIR or set "
+                        "$HYPERLAKE_LAKE)") from None
+    except OSError as exc:
+        raise UserError(f"--lake: {exc.filename}: {exc.strerror}") from None
+    if not stat.S_ISDIR(mode):
+        raise UserError(f"--lake: {root} is not a folder")
     return root
 
 
@@ -127,14 +209,17 @@ def connect(lake: Path | str | None = None, *,
             threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the views ``candles``, ``funding`` and
     ``candles_with_funding`` over the lake at ``lake`` (default ``$HYPERLAKE_LAKE``
-    or ``./data``). See the module docstring for the columns and the join rule."""
+    or ``./data``). See the module docstring for the columns and the join rule.
+
+    This is a normal DuckDB connection, the power tool: every statement DuckDB knows
+    runs, including those that write files (``COPY … TO``, ``EXPORT DATABASE``) or
+    attach databases, so point them away from the lake. ``hyperlake sql`` is the
+    read-only door. No lake file is opened here."""
     _check_threads(threads)
     root = lake_root(None if lake is None else str(lake)).resolve()
     con = duckdb.connect(":memory:")
     _configure(con, threads)
     for name in VIEW_COLUMNS:
-        folder = root / name
-        con.execute(parquet_view_sql(name, folder) if has_lake_files(folder)
-                    else empty_view_sql(name))
-    con.execute(CANDLES_WITH_FUNDING)
+        con.execute(parquet_view_sql(name, root / name))
+    con.execute(candles_with_funding_sql(root))
     return con

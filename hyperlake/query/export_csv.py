@@ -15,13 +15,14 @@ a failed export leaves no partial file.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import polars as pl
 
-from hyperlake.lake.atomic import atomic_path
 from hyperlake.query.loaders import TimeRange
+from hyperlake.query.output_target import OutputTarget, write_output
+from hyperlake.query.read_errors import unreadable
 
 CSV_HEADER = ("s", "i", "t", "T", "o", "h", "l", "c", "v", "q", "n", "x")
 LAKE_COLUMNS = ["t", "t_close", "o", "h", "l", "c", "v", "q", "n", "x"]
@@ -37,21 +38,34 @@ def vendor_columns(market: str, interval: str) -> list[pl.Expr]:
     ]
 
 
-def write_partition(path: Path, span: TimeRange, columns: list[pl.Expr],
-                    sink: BinaryIO) -> int:
-    """Append one partition's rows inside ``span`` to ``sink``, sorted by ``t``."""
-    frame = (pl.read_parquet(path, columns=LAKE_COLUMNS, hive_partitioning=False)
-             .filter(span.filter("t")).sort("t").select(columns))
-    frame.write_csv(sink, include_header=False, float_scientific=False, null_value="")
-    return frame.height
+def read_partition(path: Path, span: TimeRange, columns: list[pl.Expr]) -> pl.DataFrame:
+    """One partition's rows inside ``span``, sorted by ``t``, in the vendor columns."""
+    try:
+        frame = pl.read_parquet(path, columns=LAKE_COLUMNS, hive_partitioning=False)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise unreadable(path, exc) from None
+    return frame.filter(span.filter("t")).sort("t").select(columns)
+
+
+class CsvRows:
+    """The CSV text, a partition at a time; counts the rows it has produced."""
+
+    def __init__(self, files: list[Path], span: TimeRange, columns: list[pl.Expr]) -> None:
+        self.files, self.span, self.columns = files, span, columns
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield (",".join(CSV_HEADER) + "\n").encode()
+        for path in self.files:
+            frame = read_partition(path, self.span, self.columns)
+            self.rows += frame.height
+            yield frame.write_csv(include_header=False, float_scientific=False,
+                                  null_value="").encode()
 
 
 def export_csv(files: list[Path], span: TimeRange, columns: list[pl.Expr],
-               output: Path) -> int:
-    """Write the header and every partition's rows to ``output`` atomically."""
-    rows = 0
-    with atomic_path(output) as tmp, open(tmp, "wb") as sink:
-        sink.write((",".join(CSV_HEADER) + "\n").encode())
-        for path in files:
-            rows += write_partition(path, span, columns, sink)
-    return rows
+               target: OutputTarget) -> int:
+    """Write the header and every partition's rows to ``target``; returns the rows."""
+    rows = CsvRows(files, span, columns)
+    write_output(target, rows)
+    return rows.rows

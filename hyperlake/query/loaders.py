@@ -18,7 +18,9 @@ knows nothing of the lake's conventions. Here:
 
 ``features`` attaches funding without lookahead: each bar gets the funding of the
 latest ``funding_hour`` at or before its open time ``t`` (``join_asof`` backward),
-the same rule as the ``candles_with_funding`` view of ``hyperlake.query.catalog``.
+the same rule as the ``candles_with_funding`` view of ``hyperlake.query.catalog``, and
+the same bounded lookback: only the funding partitions of the span and the latest one
+before it are read, whatever the lake's length.
 """
 
 from __future__ import annotations

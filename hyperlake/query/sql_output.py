@@ -1,9 +1,11 @@
 """The result of a ``hyperlake sql`` query, checked and written in one format.
 
-``run_query`` runs one statement on a connection from ``hyperlake.query.catalog`` and
-collects the whole result as an Arrow table, turning DuckDB's errors into one-line
-``UserError``s; ``write_result`` renders it as an aligned table, CSV, JSON lines or
-Parquet, to stdout or atomically to a file.
+``run_query`` runs the statements of a query on a connection from
+``hyperlake.query.catalog``, after ``hyperlake.query.read_only`` has checked that each
+only reads, and collects the last one's whole result as an Arrow table, turning
+DuckDB's errors into one line (``UserError``, or ``UnreadableLakeFile`` when a lake
+file is damaged); ``render`` turns it into an aligned table, CSV, JSON lines or
+Parquet, and ``hyperlake.query.output_target`` writes that where ``--output`` says.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import io
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -23,28 +24,39 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from hyperlake.errors import UserError
-from hyperlake.lake.atomic import atomic_path
+from hyperlake.query.output_target import OutputTarget, write_output
+from hyperlake.query.read_errors import from_duckdb, one_line
+from hyperlake.query.read_only import read_statements
 
 # --- running the query ------------------------------------------------------------------
 
-def one_line(error: Exception) -> str:
-    """DuckDB's message without the ``LINE 1: ... ^^^`` excerpt, on one line."""
-    text = str(error).split("\n\nLINE ")[0]
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+EMPTY = "query: empty; give a SQL statement, e.g. \"SELECT * FROM candles LIMIT 5\""
 
 
-def run_query(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
-    if not query.strip():
-        raise UserError("query: empty; give a SQL statement, e.g. \"SELECT * FROM candles "
-                        "LIMIT 5\"")
-    try:
-        relation: duckdb.DuckDBPyRelation | None = con.sql(query)
-        if relation is None:
-            return pa.table({})
-        table: pa.Table = relation.to_arrow_table()
-    except (duckdb.Error, pa.ArrowException) as exc:
-        raise UserError(f"query: {one_line(exc)}") from None
+def _run(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
+    statements = read_statements(con, query)
+    if not statements:
+        raise UserError(EMPTY)
+    for statement in statements[:-1]:  # run for their errors; only the last one answers
+        con.execute(statement)
+        con.complete()
+    relation: duckdb.DuckDBPyRelation | None = con.sql(statements[-1])
+    if relation is None:
+        return pa.table({})
+    table: pa.Table = relation.to_arrow_table()
     return table
+
+
+def run_query(con: duckdb.DuckDBPyConnection, query: str, lake: Path) -> pa.Table:
+    """The result of ``query``'s last statement; every statement must only read."""
+    if not query.strip():
+        raise UserError(EMPTY)
+    try:
+        return _run(con, query)
+    except duckdb.Error as exc:
+        raise (from_duckdb(exc, lake) or UserError(f"query: {one_line(exc)}")) from None
+    except pa.ArrowException as exc:
+        raise UserError(f"query: {one_line(exc)}") from None
 
 
 # --- formats ----------------------------------------------------------------------------
@@ -140,17 +152,11 @@ WRITERS: dict[str, Callable[[pa.Table, BinaryIO], None]] = {
 }
 
 
-def write_result(table: pa.Table, fmt: str, output: str | None) -> None:
-    writer = WRITERS[fmt]
-    if output is None:
-        if fmt == "parquet":
-            raise UserError("--output: --format parquet needs a file to write to")
-        buffer = io.BytesIO()
-        writer(table, buffer)
-        sys.stdout.write(buffer.getvalue().decode())
-        return
-    final = Path(output).expanduser()
-    if final.is_dir():
-        raise UserError(f"--output: {final} is a folder; name a file")
-    with atomic_path(final) as tmp, open(tmp, "wb") as sink:
-        writer(table, sink)
+def render(table: pa.Table, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    WRITERS[fmt](table, buffer)
+    return buffer.getvalue()
+
+
+def write_result(table: pa.Table, fmt: str, target: OutputTarget) -> None:
+    write_output(target, [render(table, fmt)])

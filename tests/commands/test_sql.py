@@ -91,6 +91,11 @@ def test_parquet_needs_and_writes_an_output(lake: Path, tmp_path: Path,
     code, _, err = sql(capsys, PER_SERIES, "--lake", str(lake), "--format", "parquet")
     assert code == 2 and "--output" in err
     target = tmp_path / "out" / "series.parquet"
+    code, _, err = sql(capsys, PER_SERIES, "--lake", str(lake), "--format", "parquet",
+                       "--output", str(target))
+    assert code == 2 and f"{target.parent} does not exist" in err  # no folder made up
+    assert not target.parent.exists()
+    target.parent.mkdir()
     code, out, err = sql(capsys, PER_SERIES, "--lake", str(lake), "--format", "parquet",
                          "--output", str(target))
     assert code == 0 and out == "" and "wrote 5 rows" in err

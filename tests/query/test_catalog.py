@@ -4,6 +4,7 @@ to one file, and ``candles_with_funding`` never looks ahead."""
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from hyperlake.errors import UserError
 from hyperlake.lake.paths import LakePaths
 from hyperlake.query.catalog import connect
+from hyperlake.query.loaders import features
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
 from tests.query.test_catalog_support import (
     T0,
@@ -217,15 +219,58 @@ def test_one_day_query_reads_one_file_of_a_year(year_lake: Path) -> None:
     assert files_read(text) == [2]
 
 
-def test_one_day_of_candles_with_funding_prunes_the_candles(year_lake: Path) -> None:
-    """The candle side is pruned to the day; funding to the market (it must look back)."""
+def test_one_day_of_candles_with_funding_opens_at_most_three_files(year_lake: Path) -> None:
+    """The candle side is pruned to the day; the funding side to that day and the day
+    before (the lookback is bounded), not to the market's whole year."""
     con = connect(year_lake)
     sql = ("SELECT t, funding_hour FROM candles_with_funding WHERE market = 'BTC' AND "
            "interval = '1h' AND date = DATE '2025-06-01'")
     reads = sorted(files_read(explain_analyze(con, sql)))
-    assert reads == [1, 365]
+    assert reads == [1, 2]
     rows = query(con, sql + " ORDER BY t").to_pylist()
     assert len(rows) == 24 and all(r["t"] == r["funding_hour"] for r in rows)
+    week = ("SELECT count(*) FROM candles_with_funding WHERE market = 'ETH' AND "
+            "interval = '1h' AND date BETWEEN DATE '2025-06-01' AND DATE '2025-06-07'")
+    assert sorted(files_read(explain_analyze(con, week))) == [7, 8]
+
+
+def _corrupt(path: Path) -> None:
+    path.write_bytes(b"not a parquet file")
+
+
+def test_one_day_reads_no_other_day(tmp_path: Path) -> None:
+    """Every other day's files made unreadable: the one-day query still answers, and
+    the same as over the intact lake (the funding of the day before included)."""
+    opens = [T0 + i * HOUR_MS + 30 * MINUTE_MS for i in range(10 * 24)]
+    write_bars(tmp_path, make_bars("BTC", "1h", opens))
+    write_funding(tmp_path, hourly_funding("BTC", T0 + HOUR_MS, 10 * 24 - 1))
+    sql = ("SELECT t, funding_hour, funding_rate FROM candles_with_funding WHERE "
+           "market = 'BTC' AND interval = '1h' AND date = DATE '2025-01-05' ORDER BY t")
+    intact = query(connect(tmp_path), sql).to_pylist()
+    assert intact[0]["funding_hour"] == intact[0]["t"] - dt.timedelta(minutes=30)
+    for path in tmp_path.rglob("*.parquet"):
+        keep = {"candles": ["2025-01-05"], "funding": ["2025-01-05", "2025-01-04"]}
+        if not any(f"date={day}" in str(path) for day in keep[path.parts[-5]]):
+            _corrupt(path)
+    assert query(connect(tmp_path), sql).to_pylist() == intact
+
+
+def test_lookback_crosses_days_without_funding(tmp_path: Path) -> None:
+    """Funding on day 0 and from noon of day 4: bars of days 2 and 3, and of day 4
+    before noon, get day 0's last hour; bars after noon get their own hour."""
+    write_funding(tmp_path, hourly_funding("BTC", T0, 24))
+    write_funding(tmp_path, hourly_funding("BTC", T0 + 4 * DAY_MS + 12 * HOUR_MS, 12, seed=3))
+    opens = [T0 + 2 * DAY_MS + i * HOUR_MS for i in range(3 * 24)]
+    write_bars(tmp_path, make_bars("BTC", "1h", opens))
+    rows = query(connect(tmp_path), "SELECT t, funding_hour, funding_rate FROM "
+                                    "candles_with_funding ORDER BY t").to_pylist()
+    last_of_day0 = T0 + 23 * HOUR_MS
+    for row in rows:
+        t = round(row["t"].timestamp() * 1000)
+        hour = round(row["funding_hour"].timestamp() * 1000)
+        assert hour == (t if t >= T0 + 4 * DAY_MS + 12 * HOUR_MS else last_of_day0)
+    polars = features(tmp_path, "BTC", "1h", closed_only=False)
+    assert polars["funding_rate"].to_list() == [row["funding_rate"] for row in rows]
 
 
 # -- no lookahead ------------------------------------------------------------------------
@@ -246,10 +291,9 @@ funding_times = st.lists(st.integers(0, 3 * DAY_MS - 1), min_size=0, max_size=40
 rates = st.floats(-0.01, 0.01, allow_nan=False)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(minutes=bar_minutes, times=funding_times, data=st.data())
-def test_candles_with_funding_never_looks_ahead(minutes: list[int], times: list[int],
-                                                data: st.DataObject) -> None:
+def check_no_lookahead(minutes: list[int], times: list[int], data: st.DataObject) -> None:
+    """Bars at ``minutes`` after T0 and BTC funding at ``times`` (ms after T0): every bar
+    gets what the brute force says."""
     funding = Funding("BTC", [T0 + t for t in times],
                       data.draw(st.lists(rates, min_size=len(times), max_size=len(times))),
                       [0.0] * len(times))
@@ -274,6 +318,24 @@ def test_candles_with_funding_never_looks_ahead(minutes: list[int], times: list[
         assert hour <= t
         assert (hour, row["funding_rate"]) == want
         assert row["funding_apr"] == pytest.approx(want[1] * 24 * 365)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(minutes=bar_minutes, times=funding_times, data=st.data())
+def test_candles_with_funding_never_looks_ahead(minutes: list[int], times: list[int],
+                                                data: st.DataObject) -> None:
+    check_no_lookahead(minutes, times, data)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(minutes=st.lists(st.integers(0, 8 * 24 * 60 - 1), min_size=1, max_size=40, unique=True),
+       days=st.sets(st.integers(0, 7), max_size=8), data=st.data())
+def test_no_lookahead_across_days_without_funding(minutes: list[int], days: set[int],
+                                                  data: st.DataObject) -> None:
+    """Funding on some days only: the bounded lookback reaches back over the gaps."""
+    offsets = st.tuples(st.sampled_from(sorted(days or {0})), st.integers(0, DAY_MS - 1))
+    picked = data.draw(st.lists(offsets, max_size=20 if days else 0, unique=True))
+    check_no_lookahead(minutes, sorted({day * DAY_MS + ms for day, ms in picked}), data)
 
 
 def test_funding_exactly_at_the_bar_open_is_attached(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def _instant(text: str | None, field: str) -> int | None:
 
 
 def run_csv(args: argparse.Namespace) -> int:
-    from hyperlake.query.catalog import existing_lake
+    from hyperlake.lake.paths import existing_lake
     from hyperlake.query.export_csv import export_csv, vendor_columns
     from hyperlake.query.loaders import TimeRange, candle_files, resolve_interval, resolve_market
     from hyperlake.query.output_target import output_target

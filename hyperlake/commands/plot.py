@@ -176,8 +176,7 @@ def _markets(args: argparse.Namespace, dataset: Dataset, *,
              interval: str | None = None) -> list[str]:
     """The lake's spelling of every market asked for (all, for ``--all``), each once;
     a name the lake does not hold is an error before anything is drawn."""
-    from hyperlake.lake.paths import LakePaths
-    from hyperlake.query.catalog import existing_lake
+    from hyperlake.lake.paths import LakePaths, existing_lake
     from hyperlake.query.loaders import resolve_market
 
     root = existing_lake(args.lake)
@@ -202,7 +201,7 @@ def _workers(args: argparse.Namespace, jobs: int) -> int:
 
 
 def run_funding(args: argparse.Namespace) -> int:
-    from hyperlake.query.catalog import existing_lake
+    from hyperlake.lake.paths import existing_lake
     from hyperlake.query.plot_jobs import FundingChart
     from hyperlake.query.plot_series import parse_window
 
@@ -214,7 +213,7 @@ def run_funding(args: argparse.Namespace) -> int:
 
 
 def run_candles(args: argparse.Namespace) -> int:
-    from hyperlake.query.catalog import existing_lake
+    from hyperlake.lake.paths import existing_lake
     from hyperlake.query.plot_jobs import CandleChart
 
     root = existing_lake(args.lake)
@@ -226,7 +225,7 @@ def run_candles(args: argparse.Namespace) -> int:
 
 
 def run_heatmap(args: argparse.Namespace) -> int:
-    from hyperlake.query.catalog import existing_lake
+    from hyperlake.lake.paths import existing_lake
     from hyperlake.query.plot_jobs import HeatmapChart
 
     root = existing_lake(args.lake)

@@ -82,7 +82,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperlake.query.catalog import connect, existing_lake
+    from hyperlake.lake.paths import existing_lake
+    from hyperlake.query.catalog import connect
     from hyperlake.query.output_target import STDOUT, output_target
     from hyperlake.query.read_only import lock_down
     from hyperlake.query.sql_output import run_query, write_result

@@ -135,7 +135,7 @@ def lake_root(cli_value: str | None = None) -> Path:
     except FileNotFoundError:
         return root
     except OSError as exc:  # a symlink loop, a name too long, a file on the way
-        raise UserError(f"--lake {root}: {exc.strerror or exc}") from None
+        raise UserError(f"--lake: {root}: {exc.strerror or exc}") from None
     if not stat.S_ISDIR(info.st_mode):
         raise UserError(f"--lake: {root} exists and is not a directory")
     return root

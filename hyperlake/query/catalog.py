@@ -53,9 +53,7 @@ from __future__ import annotations
 
 import atexit
 import functools
-import os
 import shutil
-import stat
 import tempfile
 import uuid
 from pathlib import Path
@@ -186,23 +184,6 @@ def _check_threads(threads: int | None) -> None:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or threads < 1):
         raise UserError(f"threads: {threads!r} is not a positive integer")
-
-
-def existing_lake(cli_value: str | None) -> Path:
-    """The lake root a command reads: it must exist (a typo must not read as "no data").
-    A path that cannot be used (too long, under a file, a symlink loop, no access) is a
-    one-line UserError naming it."""
-    try:
-        root = lake_root(cli_value)
-        mode = os.stat(root).st_mode
-    except FileNotFoundError as exc:
-        raise UserError(f"--lake: {exc.filename} does not exist (give --lake DIR or set "
-                        "$HYPERLAKE_LAKE)") from None
-    except OSError as exc:
-        raise UserError(f"--lake: {exc.filename}: {exc.strerror}") from None
-    if not stat.S_ISDIR(mode):
-        raise UserError(f"--lake: {root} is not a folder")
-    return root
 
 
 def connect(lake: Path | str | None = None, *,

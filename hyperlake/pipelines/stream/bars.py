@@ -102,7 +102,7 @@ class _Book:
     closing and dropping take the oldest first without scanning anything."""
 
     __slots__ = ("buckets", "closed_before", "dirty", "dropped_before", "interval", "kept",
-                 "late", "offset", "pending", "step", "too_late")
+                 "late", "missed", "offset", "pending", "step", "too_late")
 
     def __init__(self, interval: str, closed_before: int, dropped_before: int) -> None:
         self.interval = interval
@@ -118,6 +118,7 @@ class _Book:
         self.dirty: set[_Key] = set()  # closed buckets changed by late trades
         self.late = 0
         self.too_late = 0
+        self.missed: set[_Key] = set()  # dropped buckets a too-late trade belonged to
 
     def start(self, ms: int) -> int:
         """Open time of the bucket holding ``ms`` (intervals.bucket_start, inlined)."""
@@ -145,6 +146,7 @@ class _Book:
                 return
         else:
             self.too_late += part[7]
+            self.missed.add(key)
             return
         bucket.merge(part)
 
@@ -300,6 +302,15 @@ class BarAggregator:
     def too_late_trades(self) -> dict[str, int]:
         """Per interval: trades for a bucket already dropped (not applied)."""
         return {book.interval: book.too_late for book in self._books}
+
+    def take_missed(self) -> list[tuple[str, str, int]]:
+        """(coin, interval, open ms) of the dropped buckets that too-late trades belonged
+        to, since the last call: their bars lack those trades (repair them from REST)."""
+        out = [(coin, book.interval, open_ms) for book in self._books
+               for open_ms, coin in sorted(book.missed)]
+        for book in self._books:
+            book.missed.clear()
+        return out
 
     def held_buckets(self) -> int:
         """Buckets in memory, open and closed (what the retention bound is about)."""

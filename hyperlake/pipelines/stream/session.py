@@ -55,11 +55,13 @@ from hyperlake.pipelines.stream.feed import Connection, FeedSettings, shares
 from hyperlake.pipelines.stream.repair import Repaired, Repairer
 from hyperlake.pipelines.stream.sink import StreamSink
 from hyperlake.pipelines.stream.trades import TradeBatch
-from hyperlake.schemas.intervals import DAY_MS, bucket_start, first_open
+from hyperlake.schemas.intervals import DAY_MS, bucket_start, first_open, next_bucket
 from hyperlake.schemas.times import format_instant
 
 #: How far back a start repairs what the stream's series lack (older: a batch job).
 RESUME_MS = 3 * DAY_MS
+#: A repair that failed (it is in the gap ledger meanwhile) is tried again after this.
+RETRY_AFTER_MS = 5 * 60_000
 TICK_S = 0.2
 STATUS_EVERY_S = 5.0
 
@@ -94,6 +96,7 @@ class _Series:
     decided_to: int  # buckets opening before this are decided
     pending: dict[int, Any] = field(default_factory=dict)  # closed bars not decided yet
     repair: RangeSet = field(default_factory=RangeSet)  # uncertain, to fetch once settled
+    retry: list[tuple[int, RangeSet]] = field(default_factory=list)  # (not before, spans)
 
 
 class StreamSession:
@@ -121,6 +124,7 @@ class StreamSession:
         self.repairing: list[tuple[_Series, Future[list[Repaired]]]] = []
         self.compacting: Future[None] | None = None
         self.connections: list[Connection] = []
+        self.coin_connection: dict[str, int] = {}
         self.counts: Counter[str] = Counter()
         self.last_frame_ms: dict[int, int] = {}
         self.last_trade_ms: dict[str, int] = {}
@@ -192,6 +196,7 @@ class StreamSession:
         coins = list(self.job.coins)
         self.connections = [Connection(i, share, self.feed_settings, self)
                             for i, share in enumerate(shares(coins))]
+        self.coin_connection = {coin: c.index for c in self.connections for coin in c.coins}
         feeds = [asyncio.create_task(c.run(stop)) for c in self.connections]
         last_status = last_compact = time.monotonic()
         try:
@@ -221,8 +226,10 @@ class StreamSession:
         now = self.clock()
         for bar in self.bars.close_due(now):
             self._take(bar, now)
+        for coin, interval, open_ms in self.bars.take_missed():
+            self._missed(coin, interval, open_ms)
         for state in self.series.values():
-            self._decide(state, now)
+            self._decide(state, min(now, self._heard_ms(state.coin)))
         self._collect_repairs()
         self._start_repairs(now)
 
@@ -241,7 +248,26 @@ class StreamSession:
         if self.coverage.certain(bar.coin, now).contains(bucket):
             self._submit(self.sink.commit_bars, bar.coin, bar.interval, bucket, [bar.row])
 
+    def _heard_ms(self, coin: str) -> int:
+        """When the connection carrying ``coin`` last delivered a frame (0: never).
+        Frames arrive in order, so every trade sent before that has been seen; after
+        it, nothing is known yet — a connection gone silent must not turn buckets it
+        never delivered into "seen in full, empty"."""
+        connection = self.coin_connection.get(coin)
+        return 0 if connection is None else self.last_frame_ms.get(connection, 0)
+
+    def _missed(self, coin: str, interval: str, open_ms: int) -> None:
+        """A trade came too late for its bar (the bucket was decided and dropped long
+        ago): the bar written lacks it, so the bucket is repaired from REST."""
+        state = self.series.get((coin, interval))
+        if state is not None:
+            bucket = Span(open_ms, next_bucket(open_ms, interval))
+            state.repair = state.repair.union(RangeSet([bucket]))
+            self.counts["too_late_buckets"] += 1
+
     def _decide(self, state: _Series, now: int) -> None:
+        """Decide the buckets whose deadline has passed by ``now`` (the latest instant
+        the coin's connection vouches for)."""
         closable = bucket_start(now - self.job.grace_ms, state.interval)
         if closable <= state.decided_to:
             return
@@ -263,6 +289,10 @@ class StreamSession:
             return  # one series at a time: the REST budget is shared anyway
         settled = Span(0, now - int(self.settings.settle_s * 1000))
         for state in self.series.values():
+            again = [spans for due, spans in state.retry if due <= now]
+            if again:
+                state.retry = [(due, spans) for due, spans in state.retry if due > now]
+                state.repair = state.repair.union(RangeSet(s for r in again for s in r))
             due = state.repair.intersect(RangeSet([settled]))
             due = RangeSet(Span(s.start, bucket_start(s.end, state.interval)) for s in due)
             if not due:
@@ -300,8 +330,12 @@ class StreamSession:
                 self._submit(self.sink.commit_repair, state.coin, state.interval,
                              answer.source, answer.window, answer.rows, answer.failures,
                              answer.provisional)
-                # not settled yet at the source: ask again later
+                # not settled yet at the source: ask again later; failed (in the ledger
+                # now): try again after a pause, the ledger entry goes when it lands
                 state.repair = state.repair.union(RangeSet(p.span for p in answer.provisional))
+                if answer.failures:
+                    state.retry.append((self.clock() + RETRY_AFTER_MS,
+                                        RangeSet(f.span for f in answer.failures)))
                 self.counts["repaired_bars"] += len(answer.rows)
                 self.counts["repair_failures"] += len(answer.failures)
                 self._event("repaired", coin=state.coin, interval=state.interval,

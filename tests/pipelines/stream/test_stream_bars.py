@@ -179,6 +179,9 @@ def test_a_trade_past_the_retention_is_too_late_and_changes_nothing() -> None:
     assert bars.close_due(START + 1_000 + GRACE + retention + 1) == []
     [hour] = bars.open_bars(START)
     assert hour.row.n == 2  # the hour is still open: the trade counts there
+    # the streamer hears which bucket lacks it (to repair it), once
+    assert bars.take_missed() == [("BTC", "1s", START)]
+    assert bars.take_missed() == []
 
 
 def test_trades_before_the_start_are_late_or_too_late() -> None:

@@ -60,7 +60,9 @@ class Stream:
 def running(make_emulator: Any, tmp_path: Path) -> Iterator[Any]:
     """A way to start an emulator whose clock runs from T0 at ``rate``."""
     def start(rate: float, *faults: FaultRule) -> Stream:
-        config = dataclasses.replace(frozen_config(T0), faults=faults)
+        # a REST budget the repairs of hours of market in seconds cannot exhaust
+        config = dataclasses.replace(frozen_config(T0, info_weight_per_minute=10**7),
+                                     faults=faults)
         emu: Emulator = make_emulator(config, gateway=bool(faults))
         lake = tmp_path / "lake"
         seed_universe(emu, lake)
@@ -167,7 +169,7 @@ def test_kill_minus_9_and_restart_lose_and_duplicate_nothing(running: Any) -> No
 
 
 def test_a_long_stall_is_repaired_from_rest_with_its_source(running: Any) -> None:
-    stream = running(300.0, FaultRule("ws", "ws_stall", 0.2))
+    stream = running(300.0, FaultRule("ws", "ws_stall", 0.3))
     process = stream.start("--coins", "BTC", "--intervals", "1m", "--grace", "60s",
                            HYPERLAKE_SETTLE="60", HYPERLAKE_WS_STALE="3")
     while stream.now_ms() < T0 + 90 * 60_000:

@@ -28,6 +28,8 @@ views (timestamps are UTC, TIMESTAMP WITH TIME ZONE; the session time zone is UT
                         fetched_at, date  -- funding_hour = time floored to the hour
   candles_with_funding  every candles column, then funding_hour, funding_rate,
                         funding_apr (= rate * 24 * 365), premium
+  candles_live          the candles columns, compacted or not yet (a streamer's fresh
+                        bars, a run not compacted yet): one row per key
 
   No lookahead: each bar gets the funding of the latest funding_hour at or before its
   open time t, never a later one (NULL when the market has none that early); when an

@@ -45,6 +45,8 @@ LAKE_FILE = "part-0.parquet"
 LAKE_FILE_GLOB = "part-*.parquet"
 #: Every lake file of a dataset, relative to its folder (``.tmp-*`` never matches).
 DATASET_FILES_GLOB = f"market=*/interval=*/date=*/{LAKE_FILE_GLOB}"
+#: Every checkpoint part of a dataset, relative to ``_checkpoints/<dataset>``.
+CHECKPOINT_PARTS_GLOB = "*/market=*/interval=*/job-*/*/part-*.parquet"
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 

@@ -19,6 +19,12 @@ The views (the session time zone is UTC; timestamps are ``TIMESTAMP WITH TIME ZO
 ``candles_with_funding``
     every ``candles`` column, then funding_hour, funding_rate (= fundingRate),
     funding_apr (= rate * 24 * 365) and premium of the funding attached to the bar.
+``candles_live``
+    the ``candles`` columns over the compacted lake *and* the checkpoint parts not
+    compacted yet (fresh bars of ``hyperlake stream``, a run not compacted yet): one
+    row per (market, interval, t), by compaction's rule (a closed bar beats an open
+    one, then the later fetch). It reads every checkpoint part: for what is fresh;
+    ``candles`` is the fast view of what is settled.
 
 No lookahead: a bar gets the funding of the latest ``funding_hour`` at or before its
 open time ``t``, never a later hour; NULLs where the market has no funding that
@@ -62,7 +68,7 @@ import duckdb
 
 from hyperlake.errors import UserError
 from hyperlake.lake.atomic import write_parquet_atomic
-from hyperlake.lake.paths import DATASET_FILES_GLOB, LAKE_FILE, lake_root
+from hyperlake.lake.paths import CHECKPOINT_PARTS_GLOB, DATASET_FILES_GLOB, LAKE_FILE, lake_root
 from hyperlake.schemas.datasets import DATASET_SPECS
 from hyperlake.schemas.funding import HOURS_PER_YEAR
 from hyperlake.schemas.vocabulary import Dataset
@@ -108,16 +114,20 @@ def _schema_folder() -> Path:
     return folder
 
 
-def schema_file(name: Dataset) -> Path:
+def schema_file(name: Dataset, *, checkpoint: bool = False) -> Path:
     """A lake file of ``name`` with no rows, laid out as a partition (so Hive parsing
     accepts it and a filter on market or date prunes it). A view lists it first:
     DuckDB takes a view's columns from the first file, and a lake file there would make
-    one corrupt partition break every query of the dataset."""
-    path = (_schema_folder() / name / "market=" / "interval=" / "date=1970-01-01"
+    one corrupt partition break every query of the dataset. ``checkpoint``: a
+    checkpoint part's schema instead (market and interval are columns there)."""
+    spec = DATASET_SPECS[name]
+    kind = "checkpoint" if checkpoint else "lake"
+    path = (_schema_folder() / kind / name / "market=" / "interval=" / "date=1970-01-01"
             / LAKE_FILE)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_parquet_atomic(path, DATASET_SPECS[name].lake_schema.empty_table())
+        schema = spec.checkpoint_schema if checkpoint else spec.lake_schema
+        write_parquet_atomic(path, schema.empty_table())
     return path
 
 
@@ -169,6 +179,27 @@ ASOF LEFT JOIN in_force AS f
 """
 
 
+def candles_live_sql(root: Path) -> str:
+    """The ``candles_live`` view: compacted candles and uncompacted checkpoint parts."""
+    columns = [name for name, _ in VIEW_COLUMNS["candles"]]
+    picked = ", ".join(_quote_identifier(c) for c in columns)
+    parts = [_quote_literal(str(schema_file("candles", checkpoint=True))),
+             _quote_literal(str(root / "_checkpoints" / "candles" / CHECKPOINT_PARTS_GLOB))]
+    return f"""
+CREATE VIEW candles_live AS
+SELECT {picked} FROM (
+    SELECT *, row_number() OVER (PARTITION BY market, interval, t
+                                 ORDER BY x DESC, fetched_at DESC, source) AS _rank
+    FROM (
+        SELECT {picked} FROM candles
+        UNION ALL BY NAME
+        SELECT *, CAST(t AS DATE) AS date
+        FROM read_parquet([{", ".join(parts)}], hive_partitioning = false, allow_empty = true)
+    )
+) WHERE _rank = 1
+"""
+
+
 # -- the connection ------------------------------------------------------------------------
 
 def _configure(con: duckdb.DuckDBPyConnection, threads: int | None) -> None:
@@ -203,4 +234,5 @@ def connect(lake: Path | str | None = None, *,
     for name in VIEW_COLUMNS:
         con.execute(parquet_view_sql(name, root / name))
     con.execute(candles_with_funding_sql(root))
+    con.execute(candles_live_sql(root))
     return con

@@ -363,3 +363,39 @@ def test_two_events_in_one_hour_the_earlier_stands(tmp_path: Path) -> None:
     rows = query(connect(tmp_path), "SELECT funding_rate, premium FROM candles_with_funding "
                                     "ORDER BY t").to_pylist()
     assert rows == [{"funding_rate": 0.001, "premium": 0.1}] * 2
+
+
+def test_candles_live_shows_checkpoints_before_compaction(tmp_path: Path) -> None:
+    """Fresh bars (a streamer's parts, a run not compacted yet) are queryable at once;
+    over the compacted lake, one row per key by compaction's rule."""
+    from hyperlake.lake.checkpoints import Series, ShardWriter
+    from hyperlake.lake.paths import LakePaths, SeriesKey
+    from hyperlake.lake.ranges import Span
+    from hyperlake.pipelines.compact import CompactJob, run_compact
+    from hyperlake.schemas.candles import CandleRow, candle_table
+
+    t0 = 1_774_828_800_000
+
+    def commit(source: str, rows: list[CandleRow], job: int) -> None:
+        series = Series(LakePaths(tmp_path), SeriesKey("candles", source, "BTC", "1m"))
+        writer = ShardWriter(series, series.job_folder(Span(job, job)) / "live")
+        span = Span(rows[0].t, rows[-1].t + 60_000)
+        writer.commit(span, candle_table("BTC", "1m", source, rows), [])
+
+    def bar(t: int, close: float, fetched: int, closed: bool = True) -> CandleRow:
+        return CandleRow(t, t + 59_999, 10.0, 12.0, 9.0, close, 1.0, None, 3, closed, fetched)
+
+    commit("hyperliquid", [bar(t0, 11.0, 1), bar(t0 + 60_000, 11.0, 1)], 1)
+    run_compact(CompactJob(lake=tmp_path))
+    commit("stream", [bar(t0 + 60_000, 11.5, 2), bar(t0 + 120_000, 10.5, 2, closed=False)], 2)
+    con = connect(tmp_path)
+    live = con.execute("SELECT epoch_ms(t), c, source, date FROM candles_live "
+                       "WHERE market = 'BTC' AND interval = '1m' ORDER BY t").fetchall()
+    assert [row[:3] for row in live] == [(t0, 11.0, "hyperliquid"), (t0 + 60_000, 11.5, "stream"),
+                                         (t0 + 120_000, 10.5, "stream")]
+    assert str(live[0][3]) == "2026-03-30"
+    assert con.execute("SELECT count(*) FROM candles").fetchall() == [(2,)]
+    # a closed bar beats a later open one, as compaction decides
+    commit("stream", [bar(t0, 99.0, 3, closed=False)], 3)
+    assert con.execute("SELECT c FROM candles_live WHERE epoch_ms(t) = ?",
+                       [t0]).fetchall() == [(11.0,)]

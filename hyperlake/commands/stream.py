@@ -63,6 +63,9 @@ def register(sub: Any) -> None:
                    "(Datetime,Open,High,Low,Close,Volume; whole rows only)")
     p.add_argument("--compact-every", default="5m", metavar="DURATION",
                    help="compact the lake this often while streaming (default 5m; 0 never)")
+    p.add_argument("--keep-trades", action="store_true",
+                   help="also keep the raw trades (px, sz, side, time, tid, hash; one row per "
+                   "tid) as the dataset trades/market=…/date=…, to rebuild or audit bars")
     p.add_argument("--json-log", action="store_true",
                    help="one JSON object per event on stderr (connected, lost, repaired, …)")
     p.add_argument("--lake", help="lake root (default $HYPERLAKE_LAKE or ./data)")
@@ -109,7 +112,7 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> StreamJob:
         markets = universe.resolve_many(coins)
     return StreamJob(coins=tuple(m.name for m in markets), intervals=intervals, lake=root,
                      grace_ms=grace, csv_dir=csv_dir, compact_every_s=compact_every / 1000,
-                     json_log=args.json_log)
+                     json_log=args.json_log, keep_trades=args.keep_trades)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from hyperlake.schemas.vocabulary import DATASETS
+from hyperlake.schemas.vocabulary import VERIFIED
 
 if TYPE_CHECKING:
     from hyperlake.verify.report import Finding, LakeReport, SeriesReport
@@ -49,7 +49,7 @@ def register(sub: Any) -> None:
     p.add_argument("--market", help="only this market (as in the lake; case-insensitive if "
                    "unambiguous)")
     p.add_argument("--interval", help="only this interval, e.g. 1m")
-    p.add_argument("--dataset", choices=DATASETS,
+    p.add_argument("--dataset", choices=VERIFIED,
                    help="only this dataset (default both)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: the series reports with counts and the "
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from hyperlake.lake.paths import existing_lake
     from hyperlake.verify import verify_lake
 
-    datasets = (args.dataset,) if args.dataset else DATASETS
+    datasets = (args.dataset,) if args.dataset else VERIFIED
     report = verify_lake(existing_lake(args.lake), datasets, args.market, args.interval)
     print(summary_line(**report.to_dict()) if args.json else render(report))
     return EXIT_VIOLATIONS if report.violations else 0

@@ -92,12 +92,45 @@ def days_of(span: Span) -> range:
     return range(span.start // DAY_MS, (span.end - 1) // DAY_MS + 1)
 
 
+def _order(table: pa.Table, spec: DatasetSpec) -> list[np.ndarray]:
+    """The row key's columns (``spec.order``: the time key, then what tells rows of one
+    instant apart) as int64 arrays."""
+    return [np.asarray(table.column(name).cast(pa.int64()).to_numpy(), dtype=np.int64)
+            for name in spec.order]
+
+
+def _new_key(columns: list[np.ndarray]) -> np.ndarray:
+    """Which rows (of rows sorted by key) start a key not seen on the row before."""
+    first = np.ones(len(columns[0]), dtype=bool)
+    if len(columns[0]) > 1:
+        first[1:] = np.any([c[1:] != c[:-1] for c in columns], axis=0)
+    return first
+
+
+def _strictly_increasing(columns: list[np.ndarray]) -> bool:
+    """Whether the keys are unique and in order (lexicographically)."""
+    if len(columns[0]) < 2:
+        return True
+    greater = np.zeros(len(columns[0]) - 1, dtype=bool)
+    equal = np.ones(len(columns[0]) - 1, dtype=bool)
+    for c in columns:
+        greater |= equal & (c[1:] > c[:-1])
+        equal &= c[1:] == c[:-1]
+    return bool(np.all(greater))
+
+
+def _distinct(columns: list[np.ndarray]) -> int:
+    if len(columns) == 1:
+        return len(np.unique(columns[0]))
+    return len(np.unique(np.stack(columns, axis=1), axis=0))
+
+
 def deduplicate(table: pa.Table, spec: DatasetSpec, precedence: tuple[str, ...]) -> pa.Table:
     """One row per key, sorted by key. Ties: closed > open, preferred source, later
     fetch, then source name (a total order, so the result is deterministic)."""
     if table.num_rows == 0:
         return table
-    sort_keys = [(spec.key, "ascending")]
+    sort_keys = [(name, "ascending") for name in spec.order]
     if spec.closed_column:
         sort_keys.append((spec.closed_column, "descending"))
     work = table
@@ -110,10 +143,7 @@ def deduplicate(table: pa.Table, spec: DatasetSpec, precedence: tuple[str, ...])
         sort_keys.append(("_rank", "ascending"))
     sort_keys += [("fetched_at", "descending"), ("source", "ascending")]
     ordered = work.take(pc.sort_indices(work, sort_keys=sort_keys))
-    keys = ordered.column(spec.key).cast(pa.int64()).to_numpy()
-    first = np.ones(len(keys), dtype=bool)
-    first[1:] = keys[1:] != keys[:-1]
-    kept = ordered.filter(pa.array(first))
+    kept = ordered.filter(pa.array(_new_key(_order(ordered, spec))))
     return kept.drop_columns(["_rank"]) if precedence else kept
 
 
@@ -149,11 +179,10 @@ class _PartReader:
 
 
 def _check(merged: pa.Table, spec: DatasetSpec, expected_keys: int) -> None:
-    keys = merged.column(spec.key).cast(pa.int64()).to_numpy()
-    if len(keys) != expected_keys:
-        raise CompactionError(f"{spec.name}: {len(keys)} rows after merge, expected "
+    if merged.num_rows != expected_keys:
+        raise CompactionError(f"{spec.name}: {merged.num_rows} rows after merge, expected "
                               f"{expected_keys} distinct keys")
-    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+    if not _strictly_increasing(_order(merged, spec)):
         raise CompactionError(f"{spec.name}: keys are not unique and sorted after merge")
 
 
@@ -174,11 +203,11 @@ def _merge_partition(folder: Path, incoming: list[pa.Table], spec: DatasetSpec,
     if not tables:
         return False, 0
     union = pa.concat_tables(tables)
-    keys = union.column(spec.key).cast(pa.int64()).to_numpy()
-    if len(keys) < 2 or bool(np.all(keys[1:] > keys[:-1])):
+    keys = _order(union, spec)
+    if _strictly_increasing(keys):
         merged = union  # already one row per key, in order: the usual first compaction
     else:
-        expected = len(np.unique(keys))
+        expected = _distinct(keys)
         merged = deduplicate(union, spec, precedence)
         _check(merged, spec, expected)
     if current is not None and merged.equals(current):

@@ -36,15 +36,13 @@ from urllib.parse import unquote
 
 from hyperlake.errors import UserError
 from hyperlake.lake.ranges import Span
-from hyperlake.schemas.vocabulary import Dataset
+from hyperlake.schemas.vocabulary import WITHOUT_INTERVAL, Dataset
 
 LAKE_ENV = "HYPERLAKE_LAKE"
 DEFAULT_LAKE = "data"
 #: The one file of a compacted partition, and the pattern every reader lists.
 LAKE_FILE = "part-0.parquet"
 LAKE_FILE_GLOB = "part-*.parquet"
-#: Every lake file of a dataset, relative to its folder (``.tmp-*`` never matches).
-DATASET_FILES_GLOB = f"market=*/interval=*/date=*/{LAKE_FILE_GLOB}"
 #: Every checkpoint part of a dataset, relative to ``_checkpoints/<dataset>``.
 CHECKPOINT_PARTS_GLOB = "*/market=*/interval=*/job-*/*/part-*.parquet"
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -174,9 +172,9 @@ class LakePaths:
         return self.root / name
 
     def series_folder(self, dataset: Dataset, market: str, interval: str) -> Path:
-        """The partitions of one (dataset, market, interval) live below this folder."""
-        return (self.root / dataset / f"market={encode_market(market)}"
-                / f"interval={encode_interval(interval)}")
+        """The partitions of one (dataset, market, interval) live below this folder
+        (a dataset without intervals: of one (dataset, market))."""
+        return self.root / dataset / _tail(dataset, market, interval)
 
     def partition(self, dataset: Dataset, market: str, interval: str, date: str) -> Path:
         return self.series_folder(dataset, market, interval) / f"date={date}"
@@ -219,9 +217,10 @@ class LakePaths:
         return _values(folder, "interval")
 
     def lake_series(self, dataset: Dataset) -> list[tuple[str, str]]:
-        """(market, interval) of every ``market=…/interval=…`` folder of ``dataset``."""
-        return sorted(pair for folder in self.dataset(dataset).glob("market=*/interval=*")
-                      if (pair := _market_interval(folder)) is not None)
+        """(market, interval) of every series folder of ``dataset`` (interval ``""``
+        for a dataset without intervals)."""
+        return sorted(pair for folder in self.dataset(dataset).glob(_series_glob(dataset))
+                      if (pair := _market_interval(dataset, folder)) is not None)
 
     def partitions(self, dataset: Dataset, market: str,
                    interval: str) -> list[tuple[dt.date | None, Path]]:
@@ -247,25 +246,48 @@ class LakePaths:
                       key=lambda k: (k.source, k.market, k.interval))
 
 
+def dataset_files_glob(dataset: Dataset) -> str:
+    """Every lake file of ``dataset``, relative to its folder (``.tmp-*`` never matches)."""
+    return f"{_series_glob(dataset)}/date=*/{LAKE_FILE_GLOB}"
+
+
 def lake_files(folder: Path) -> list[Path]:
     """The lake files of one partition folder (normally just ``part-0.parquet``)."""
     return sorted(folder.glob(LAKE_FILE_GLOB))
 
 
+def _tail(dataset: Dataset, market: str, interval: str) -> Path:
+    """``market=…/interval=…`` (``market=…`` for a dataset without intervals)."""
+    folder = Path(f"market={encode_market(market)}")
+    if dataset in WITHOUT_INTERVAL:
+        return folder
+    return folder / f"interval={encode_interval(interval)}"
+
+
 def _series_tail(key: SeriesKey) -> Path:
-    return Path(f"market={encode_market(key.market)}") / f"interval={encode_interval(key.interval)}"
+    return _tail(key.dataset, key.market, key.interval)
 
 
-def _market_interval(folder: Path) -> tuple[str, str] | None:
+def _series_glob(dataset: Dataset) -> str:
+    return "market=*" if dataset in WITHOUT_INTERVAL else "market=*/interval=*"
+
+
+def _market_interval(dataset: Dataset, folder: Path) -> tuple[str, str] | None:
+    """(market, interval) of a series folder (``folder`` is the ``market=`` one for a
+    dataset without intervals, and the interval is ``""``)."""
+    if dataset in WITHOUT_INTERVAL:
+        market = _folder_value(folder, "market")
+        return None if market is None else (market, "")
     market, interval = _folder_value(folder.parent, "market"), _folder_value(folder, "interval")
     return None if market is None or interval is None else (market, interval)
 
 
 def _keys_under(root: Path, dataset: Dataset) -> set[SeriesKey]:
-    """Series keys of the ``<source>/market=…/interval=…`` folders below ``root``."""
-    return {SeriesKey(dataset, folder.parent.parent.name, *pair)
-            for folder in root.glob("*/market=*/interval=*")
-            if (pair := _market_interval(folder)) is not None}
+    """Series keys of the ``<source>/<series folder>`` folders below ``root``."""
+    levels = len(Path(_series_glob(dataset)).parts)
+    return {SeriesKey(dataset, folder.parents[levels - 1].name, *pair)
+            for folder in root.glob(f"*/{_series_glob(dataset)}")
+            if (pair := _market_interval(dataset, folder)) is not None}
 
 
 def _values(folder: Path, key: str) -> list[str]:

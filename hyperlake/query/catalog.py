@@ -68,18 +68,19 @@ import duckdb
 
 from hyperlake.errors import UserError
 from hyperlake.lake.atomic import write_parquet_atomic
-from hyperlake.lake.paths import CHECKPOINT_PARTS_GLOB, DATASET_FILES_GLOB, LAKE_FILE, lake_root
+from hyperlake.lake.paths import CHECKPOINT_PARTS_GLOB, LAKE_FILE, dataset_files_glob, lake_root
 from hyperlake.schemas.datasets import DATASET_SPECS
 from hyperlake.schemas.funding import HOURS_PER_YEAR
 from hyperlake.schemas.vocabulary import Dataset
 
 HIVE_TYPES = "{'market': 'VARCHAR', 'interval': 'VARCHAR', 'date': 'DATE'}"
+HIVE_TYPES_WITHOUT_INTERVAL = "{'market': 'VARCHAR', 'date': 'DATE'}"
 #: What DuckDB's planner is told each view holds (the first file it would otherwise
 #: count from is the empty schema file). Only the order of magnitude matters: funding
 #: (hourly) is smaller than candles, and both are far larger than the file listings
 #: joined to them in ``candles_with_funding``, so DuckDB builds those joins on the
 #: listing side and prunes the funding files with the join's dynamic filter.
-PLANNER_ROWS = {"candles": 10**9, "funding": 10**7}
+PLANNER_ROWS = {"candles": 10**9, "funding": 10**7, "trades": 10**10}
 #: (name, DuckDB type) of each view's columns, derived from the Arrow schemas.
 VIEW_COLUMNS = {name: spec.duckdb_columns() for name, spec in DATASET_SPECS.items()}
 #: The Hive keys of a lake file's path, taken from its last three folders (folders
@@ -100,8 +101,8 @@ def _column_list(columns: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(_quote_identifier(name) for name, _ in columns)
 
 
-def _files_pattern(dataset_folder: Path) -> str:
-    return _quote_literal(str(dataset_folder / DATASET_FILES_GLOB))
+def _files_pattern(dataset_folder: Path, name: Dataset = "candles") -> str:
+    return _quote_literal(str(dataset_folder / dataset_files_glob(name)))
 
 
 # -- the schema files ----------------------------------------------------------------------
@@ -122,8 +123,8 @@ def schema_file(name: Dataset, *, checkpoint: bool = False) -> Path:
     checkpoint part's schema instead (market and interval are columns there)."""
     spec = DATASET_SPECS[name]
     kind = "checkpoint" if checkpoint else "lake"
-    path = (_schema_folder() / kind / name / "market=" / "interval=" / "date=1970-01-01"
-            / LAKE_FILE)
+    levels = ("market=", "interval=") if spec.by_interval else ("market=",)
+    path = _schema_folder() / kind / name / Path(*levels) / "date=1970-01-01" / LAKE_FILE
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         schema = spec.checkpoint_schema if checkpoint else spec.lake_schema
@@ -137,9 +138,11 @@ def parquet_view_sql(name: Dataset, dataset_folder: Path) -> str:
     """A view over the dataset's partitions, Hive keys decoded and typed; no rows (but
     every column) while the dataset has no file."""
     columns = VIEW_COLUMNS[name]
-    files = f"[{_quote_literal(str(schema_file(name)))}, {_files_pattern(dataset_folder)}]"
+    files = (f"[{_quote_literal(str(schema_file(name)))}, "
+             f"{_files_pattern(dataset_folder, name)}]")
+    hive = HIVE_TYPES if DATASET_SPECS[name].by_interval else HIVE_TYPES_WITHOUT_INTERVAL
     return (f"CREATE VIEW {name} AS SELECT {_column_list(columns)} FROM read_parquet("
-            f"{files}, hive_partitioning = true, hive_types = {HIVE_TYPES}, "
+            f"{files}, hive_partitioning = true, hive_types = {hive}, "
             f"allow_empty = true, explicit_cardinality = {PLANNER_ROWS[name]})")
 
 

@@ -17,7 +17,8 @@ import pyarrow as pa
 
 from hyperlake.schemas.candles import CANDLE_SCHEMA
 from hyperlake.schemas.funding import FUNDING_SCHEMA
-from hyperlake.schemas.vocabulary import Dataset
+from hyperlake.schemas.trades import TRADE_SCHEMA
+from hyperlake.schemas.vocabulary import WITHOUT_INTERVAL, Dataset
 
 if TYPE_CHECKING:
     import polars as pl
@@ -43,10 +44,21 @@ def duckdb_type(kind: pa.DataType) -> str:
 @dataclass(frozen=True)
 class DatasetSpec:
     name: Dataset
-    key: str  # the per-row key within (market, interval)
+    key: str  # the time of a row: its partition (UTC date) and first sort key
     checkpoint_schema: pa.Schema
     closed_column: str | None  # candles: x
     view_keys: tuple[str, ...]  # the partition keys a reader shows as columns
+    tiebreak: tuple[str, ...] = ()  # columns telling rows of one instant apart (trades: tid)
+
+    @property
+    def by_interval(self) -> bool:
+        """Whether partitions have an interval level (``market=…/interval=…``)."""
+        return self.name not in WITHOUT_INTERVAL
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """A row's key, in sort order: one row per key within (market, interval)."""
+        return (self.key, *self.tiebreak)
 
     @property
     def lake_schema(self) -> pa.Schema:
@@ -74,4 +86,6 @@ class DatasetSpec:
 
 CANDLES = DatasetSpec("candles", "t", CANDLE_SCHEMA, "x", ("market", "interval"))
 FUNDING = DatasetSpec("funding", "time", FUNDING_SCHEMA, None, ("market",))
-DATASET_SPECS: dict[Dataset, DatasetSpec] = {spec.name: spec for spec in (CANDLES, FUNDING)}
+TRADES = DatasetSpec("trades", "time", TRADE_SCHEMA, None, ("market",), tiebreak=("tid",))
+DATASET_SPECS: dict[Dataset, DatasetSpec] = {spec.name: spec
+                                             for spec in (CANDLES, FUNDING, TRADES)}

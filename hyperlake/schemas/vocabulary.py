@@ -11,8 +11,12 @@ from __future__ import annotations
 from typing import Literal, TypeGuard, get_args
 
 #: What the lake stores, one top-level folder each.
-Dataset = Literal["candles", "funding"]
+Dataset = Literal["candles", "funding", "trades"]
 DATASETS: tuple[Dataset, ...] = get_args(Dataset)
+#: The datasets whose partitions have no interval level (``<dataset>/market=…/date=…``).
+WITHOUT_INTERVAL: frozenset[Dataset] = frozenset({"trades"})
+#: The datasets ``hyperlake verify`` checks (bars and funding).
+VERIFIED: tuple[Dataset, ...] = ("candles", "funding")
 
 #: Where rows come from: the exchange itself and the vendors that index it.
 Source = Literal["hyperliquid", "hydromancer", "dwellir"]

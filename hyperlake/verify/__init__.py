@@ -42,7 +42,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hyperlake.lake.paths import LakePaths
-from hyperlake.schemas.vocabulary import DATASETS, Dataset
+from hyperlake.schemas.vocabulary import VERIFIED, Dataset
 from hyperlake.verify.discover import discover, select
 from hyperlake.verify.report import LakeReport
 from hyperlake.verify.scan import SeriesCheck
@@ -50,7 +50,7 @@ from hyperlake.verify.scan import SeriesCheck
 __all__ = ["LakeReport", "verify_lake"]
 
 
-def verify_lake(root: Path, datasets: Iterable[Dataset] = DATASETS,
+def verify_lake(root: Path, datasets: Iterable[Dataset] = VERIFIED,
                 market: str | None = None, interval: str | None = None) -> LakeReport:
     """Verify every selected series, one at a time. An empty lake gives an empty report
     (whatever the filters); a filter naming nothing the lake has is a UserError."""

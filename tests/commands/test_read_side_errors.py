@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hyperlake.cli import main
-from hyperlake.lake.paths import DATASET_FILES_GLOB
+from hyperlake.lake.paths import dataset_files_glob
 from hyperlake.schemas.vocabulary import Dataset
 from tests.query.test_catalog_support import odd_names_lake
 
@@ -32,7 +32,7 @@ def truncate(path: Path) -> None:
 def first_file(root: Path, dataset: Dataset) -> Path:
     """The file DuckDB would meet first in the dataset (the view used to open it to
     learn its columns, on every query)."""
-    return sorted((root / dataset).glob(DATASET_FILES_GLOB))[0]
+    return sorted((root / dataset).glob(dataset_files_glob(dataset)))[0]
 
 
 @pytest.fixture

@@ -54,9 +54,10 @@ from hyperlake.pipelines.stream.dedupe import TradeDeduper
 from hyperlake.pipelines.stream.feed import Connection, FeedSettings, shares
 from hyperlake.pipelines.stream.repair import Repaired, Repairer
 from hyperlake.pipelines.stream.sink import StreamSink
-from hyperlake.pipelines.stream.trades import TradeBatch
+from hyperlake.pipelines.stream.trades import Trade, TradeBatch
 from hyperlake.schemas.intervals import DAY_MS, bucket_start, first_open, next_bucket
 from hyperlake.schemas.times import format_instant
+from hyperlake.schemas.vocabulary import Dataset
 
 #: How far back a start repairs what the stream's series lack (older: a batch job).
 RESUME_MS = 3 * DAY_MS
@@ -75,6 +76,7 @@ class StreamJob:
     csv_dir: Path | None = None
     compact_every_s: float = 300.0  # 0: never
     json_log: bool = False
+    keep_trades: bool = False  # also the raw trades, dataset trades/market=…/date=…
 
 
 def split_decided(window: Span, certain: RangeSet, interval: str) -> tuple[list[Span],
@@ -129,6 +131,8 @@ class StreamSession:
         self.last_frame_ms: dict[int, int] = {}
         self.last_trade_ms: dict[str, int] = {}
         self.last_bar_ms: dict[str, int] = {}
+        self.kept_trades: dict[str, list[Trade]] = {coin: [] for coin in job.coins}
+        self.trades_to: dict[str, int] = {coin: 0 for coin in job.coins}
         self.write_error: BaseException | None = None
 
     # -- start ----------------------------------------------------------------------
@@ -173,6 +177,8 @@ class StreamSession:
             self.coverage.replayed(coin, min(batch.times) if len(batch) else None,
                                    overlapped=self.deduper.duplicates > before)
         if len(kept):
+            if self.job.keep_trades:
+                self.kept_trades[coin].extend(kept.records)
             self.coverage.traded(coin, kept.latest)
             self.last_trade_ms[coin] = max(kept.latest, self.last_trade_ms.get(coin, 0))
             self.bars.add(kept)
@@ -230,6 +236,9 @@ class StreamSession:
             self._missed(coin, interval, open_ms)
         for state in self.series.values():
             self._decide(state, min(now, self._heard_ms(state.coin)))
+        if self.job.keep_trades:
+            for coin in self.job.coins:
+                self._decide_trades(coin, min(now, self._heard_ms(coin)), now)
         self._collect_repairs()
         self._start_repairs(now)
 
@@ -281,6 +290,21 @@ class StreamSession:
         state.pending = {t: row for t, row in state.pending.items() if t >= closable}
         state.repair = state.repair.union(uncertain)
         state.decided_to = closable
+
+    def _decide_trades(self, coin: str, heard: int, now: int) -> None:
+        """Write the trades up to what the connection vouches for, in the spans seen in
+        full (elsewhere a trade file would claim a completeness it does not have; the
+        exchange keeps no trade history to repair it from)."""
+        bound = heard - self.job.grace_ms
+        start = self.trades_to[coin]
+        if bound <= start:
+            return
+        buffered = self.kept_trades[coin]
+        for run in self.coverage.certain(coin, now).intersect(RangeSet([Span(start, bound)])):
+            trades = [t for t in buffered if run.start <= t.time < run.end]
+            self._submit(self.sink.commit_trades, coin, run, trades, now)
+        self.kept_trades[coin] = [t for t in buffered if t.time >= bound]
+        self.trades_to[coin] = bound
 
     # -- repairs ----------------------------------------------------------------------
 
@@ -361,8 +385,10 @@ class StreamSession:
 
         def compact() -> None:
             try:
+                datasets: tuple[Dataset, ...] = (("candles", "trades")
+                                                 if self.job.keep_trades else ("candles",))
                 stats, seconds = run_compact(CompactJob(lake=self.job.lake,
-                                                        datasets=("candles",)))
+                                                        datasets=datasets))
             except LakeBusy:
                 return  # another writer has the lake: next time
             self.counts["compactions"] += 1

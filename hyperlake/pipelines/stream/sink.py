@@ -27,12 +27,17 @@ from hyperlake.lake.checkpoints import Series, ShardWriter
 from hyperlake.lake.ledger import Failure
 from hyperlake.lake.paths import LakePaths, SeriesKey, encode_interval, encode_market
 from hyperlake.lake.ranges import Span
+from hyperlake.pipelines.stream.trades import Trade
 from hyperlake.schemas.candles import CandleRow, candle_table
+from hyperlake.schemas.records import rows_table
 from hyperlake.schemas.times import utc_datetime
+from hyperlake.schemas.trades import TRADE_SCHEMA
+from hyperlake.schemas.vocabulary import Dataset
 
 #: The series source of bars built from the live trade stream.
 STREAM = "stream"
 CSV_HEADER = b"Datetime,Open,High,Low,Close,Volume\n"
+TRADE_FIELDS = ("time", "tid", "px", "sz", "side", "hash", "fetched_at")
 
 
 class StreamSink:
@@ -40,13 +45,13 @@ class StreamSink:
         self.paths = paths
         self.job = Span(session_ms, session_ms)
         self.csv_dir = csv_dir
-        self._series: dict[tuple[str, str], Series] = {}
+        self._series: dict[tuple[Dataset, str, str], Series] = {}
 
-    def series(self, coin: str, interval: str) -> Series:
-        found = self._series.get((coin, interval))
+    def series(self, coin: str, interval: str, dataset: Dataset = "candles") -> Series:
+        found = self._series.get((dataset, coin, interval))
         if found is None:
-            found = self._series[(coin, interval)] = Series(
-                self.paths, SeriesKey("candles", STREAM, coin, interval))
+            found = self._series[(dataset, coin, interval)] = Series(
+                self.paths, SeriesKey(dataset, STREAM, coin, interval))
         return found
 
     def commit_bars(self, coin: str, interval: str, span: Span,
@@ -64,6 +69,21 @@ class StreamSink:
         self._commit(coin, interval, "repair", window, table, failures, provisional)
         if self.csv_dir is not None and rows:
             self._append_csv(coin, interval, rows)
+
+    def commit_trades(self, coin: str, span: Span, trades: Sequence[Trade],
+                      fetched_at: int) -> None:
+        """The trades of ``span`` (every trade of it: the stream saw it in full)."""
+        series = self.trade_series(coin)
+        rows = [(t.time, t.tid, t.px, t.sz, t.side, t.hash, fetched_at) for t in trades]
+        table = rows_table(TRADE_SCHEMA, TRADE_FIELDS, rows, market=coin, source=STREAM)
+        writer = ShardWriter(series, series.job_folder(self.job) / "live")
+        try:
+            writer.commit(span, table, [])
+        except FileNotFoundError:  # compaction removed the emptied job folder under us
+            writer.commit(span, table, [])
+
+    def trade_series(self, coin: str) -> Series:
+        return self.series(coin, "", dataset="trades")
 
     def record_gaps(self, coin: str, interval: str, failures: Sequence[Failure]) -> None:
         """Spans nothing here can settle: in the ledger, for verify and a batch run."""

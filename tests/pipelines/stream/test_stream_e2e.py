@@ -241,3 +241,25 @@ def test_a_second_streamer_on_the_lake_exits_3(running: Any) -> None:
     _, err = second.communicate(timeout=60)
     assert second.returncode == 3, err
     stop(first)
+
+
+def test_kept_trades_are_every_trade_of_the_spans_they_cover_once(running: Any) -> None:
+    stream = running(120.0, FaultRule("ws", "ws_drop", 0.1))
+    process = stream.start("--coins", "BTC", "--intervals", "1m", "--grace", "20s",
+                           "--keep-trades")
+    while stream.now_ms() < T0 + 15 * 60_000:
+        time.sleep(0.3)
+    stop(process)
+    run_compact(CompactJob(lake=stream.lake))
+    series = Series(LakePaths(stream.lake), SeriesKey("trades", "stream", "BTC", ""))
+    covered = series.done()
+    assert covered.total() > 10 * 60_000
+    con = connect(stream.lake)
+    rows = con.execute("SELECT epoch_ms(time), tid, px, sz, side FROM trades "
+                       "WHERE market = 'BTC' ORDER BY time, tid").fetchall()
+    assert len(rows) == len({tid for _, tid, *_ in rows}), "a trade twice"
+    inst = MODEL.instrument("BTC")
+    want = [(t.time_ms, t.tid, float(format_decimal(t.ticks, inst.px_decimals)),
+             float(format_decimal(t.lots, inst.sz_decimals)), "B" if t.is_buy else "A")
+            for span in covered for t in MODEL.trades("BTC", span.start, span.end)]
+    assert rows == want

@@ -109,9 +109,11 @@ class StreamSession:
         self.clock: Callable[[], int] = settings.now_ms
         self.paths = LakePaths(job.lake)
         self.log = log
+        # A frame is the only proof that everything sent before it has arrived: a quiet
+        # coin's buckets are decided on the pong of a ping, so ping within the grace.
+        ping_s = min(20.0, settings.ws_stale_s / 2, max(0.25, job.grace_ms / 4000))
         self.feed_settings = feed_settings or FeedSettings(
-            settings.ws_url, ping_s=min(20.0, settings.ws_stale_s / 2),
-            stale_s=settings.ws_stale_s)
+            settings.ws_url, ping_s=ping_s, stale_s=settings.ws_stale_s)
         now = self.clock()
         self.started_ms = now
         self.sink = StreamSink(self.paths, now, job.csv_dir)

@@ -47,7 +47,6 @@ import orjson
 
 from hyperlake.emulator.market import Market
 from hyperlake.emulator.server import Emulator, frozen_config
-from hyperlake.lake.paths import LakePaths
 from hyperlake.pipelines.universe import load_universe
 
 NOW = "2026-03-31T00:00:00Z"
@@ -107,12 +106,12 @@ def coin_names(count: int) -> list[str]:
 
 
 def run_once(emu: Emulator, args: argparse.Namespace, folder: Path) -> Result:
-    lake, pacing = folder / "lake", folder / "pacing"
+    lake, pacing, cache = folder / "lake", folder / "pacing", folder / "cache"
     pacing.mkdir(parents=True)
     per_minute = float(args.weight)
     if args.warm_universe:
         with httpx.Client(timeout=30, verify=False) as client:
-            load_universe(emu.urls.hyperliquid, LakePaths(lake).state, client)
+            load_universe(emu.urls.hyperliquid, cache, client)
         spent = int(emu.stats().get("info_weight", 0))
         time.sleep(spent / (per_minute / 60.0) + 0.5)  # the server's bucket is full again
     emu.reset_stats()
@@ -120,7 +119,7 @@ def run_once(emu: Emulator, args: argparse.Namespace, folder: Path) -> Result:
     start_ms = NOW_MS - args.days * DAY_MS
     env = {**os.environ, "HYPERLAKE_HYPERLIQUID_URL": emu.urls.hyperliquid,
            "HYPERLAKE_NOW": NOW, "HYPERLAKE_HYPERLIQUID_WEIGHT": str(args.weight),
-           "HYPERLAKE_PACING_DIR": str(pacing)}
+           "HYPERLAKE_PACING_DIR": str(pacing), "HYPERLAKE_CACHE_DIR": str(cache)}
     env.pop("HYPERLAKE_LAKE", None)
     argv = [sys.executable, "-m", "hyperlake.cli", "funding", "--coins", ",".join(coins),
             "--start", iso(start_ms), "--end", NOW, "--hours-per-window",

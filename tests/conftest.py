@@ -54,9 +54,12 @@ NOWHERE = "http://127.0.0.1:9"
 def private_pacing(tmp_path_factory: pytest.TempPathFactory,
                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Weight budgets are shared machine-wide through files: give each test its own.
-    And no test may reach a real host: every source defaults to a closed loopback port
-    (the product's defaults are the real exchanges)."""
+    Market lists are cached per user: share one cache for the session (keyed by each
+    emulator's port), never the user's own. And no test may reach a real host: every
+    source defaults to a closed loopback port (the product's defaults are the real
+    exchanges)."""
     monkeypatch.setenv("HYPERLAKE_PACING_DIR", str(tmp_path_factory.mktemp("pacing")))
+    monkeypatch.setenv("HYPERLAKE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     for name in ("HYPERLAKE_HYPERLIQUID_URL", "HYPERLAKE_HYDROMANCER_URL",
                  "HYPERLAKE_DWELLIR_URL"):
         monkeypatch.setenv(name, NOWHERE)

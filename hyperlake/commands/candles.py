@@ -62,12 +62,14 @@ def max_workers() -> int:
 
 
 def build_job(args: argparse.Namespace, settings: SourceSettings) -> CandleJob:
+    """The job the arguments ask for: checked, market names resolved (from the
+    per-user cache or the exchange); nothing is written into the lake here."""
     import httpx
 
-    from hyperlake.lake.paths import LakePaths, lake_root
+    from hyperlake.lake.paths import lake_root
     from hyperlake.pipelines.candles.job import CandleJob
     from hyperlake.pipelines.candles.registry import source
-    from hyperlake.pipelines.universe import load_universe
+    from hyperlake.pipelines.universe import cache_folder, load_universe
     from hyperlake.schemas.times import parse_instant
 
     chosen = source(args.source)
@@ -85,7 +87,7 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> CandleJob:
     if chosen.key_env is not None:
         settings.require(chosen.key_env, settings.key(chosen.key_env))
     with httpx.Client(timeout=30, verify=settings.verify()) as client:
-        universe = load_universe(settings.hyperliquid_url, LakePaths(root).state, client,
+        universe = load_universe(settings.hyperliquid_url, cache_folder(), client,
                                  budget=settings.hyperliquid_budget())
     market = universe.resolve(args.market)
     return CandleJob(source=chosen.name, market=market.name, interval=args.interval,

@@ -53,11 +53,13 @@ def register(sub: Any) -> None:
 
 
 def build_job(args: argparse.Namespace, settings: SourceSettings) -> FundingJob:
+    """The job the arguments ask for: checked, market names resolved (from the
+    per-user cache or the exchange); nothing is written into the lake here."""
     import httpx
 
-    from hyperlake.lake.paths import LakePaths, lake_root
+    from hyperlake.lake.paths import lake_root
     from hyperlake.pipelines.funding import FundingJob, validate_funding
-    from hyperlake.pipelines.universe import load_universe
+    from hyperlake.pipelines.universe import cache_folder, load_universe
     from hyperlake.schemas.times import parse_instant
 
     start = parse_instant(args.start, "--start")
@@ -72,7 +74,7 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> FundingJob:
         raise UserError("--coins: give at least one coin, e.g. --coins BTC,ETH")
     root = lake_root(args.lake)
     with httpx.Client(timeout=30, verify=settings.verify()) as client:
-        universe = load_universe(settings.hyperliquid_url, LakePaths(root).state, client,
+        universe = load_universe(settings.hyperliquid_url, cache_folder(), client,
                                  budget=settings.hyperliquid_budget())
     if args.all:
         markets = universe.perps(include_delisted=args.include_delisted)

@@ -78,9 +78,9 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> StreamJob:
     import httpx
 
     from hyperlake.errors import UserError
-    from hyperlake.lake.paths import LakePaths, lake_root
+    from hyperlake.lake.paths import lake_root
     from hyperlake.pipelines.stream.session import StreamJob
-    from hyperlake.pipelines.universe import load_universe
+    from hyperlake.pipelines.universe import cache_folder, load_universe
     from hyperlake.schemas.intervals import is_interval
     from hyperlake.schemas.times import parse_duration
 
@@ -102,7 +102,7 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> StreamJob:
         raise UserError(f"--csv-dir: {csv_dir} is not a folder")
     root = lake_root(args.lake)
     with httpx.Client(timeout=30, verify=settings.verify()) as client:
-        universe = load_universe(settings.hyperliquid_url, LakePaths(root).state, client,
+        universe = load_universe(settings.hyperliquid_url, cache_folder(), client,
                                  budget=settings.hyperliquid_budget())
     if args.all:
         markets = universe.perps() + ([m for m in universe.markets

@@ -30,9 +30,14 @@ _HELD: dict[str, LakeLock] = {}
 
 
 class LakeLock:
+    """The writer lock of one lake. Re-entrant within a process: a stage that runs
+    inside a command already holding it (the command takes it before its first write,
+    the market-list cache included) shares that hold instead of refusing itself."""
+
     def __init__(self, lock_file: Path) -> None:
         self.lock_file = lock_file
         self._fd: int | None = None
+        self._shared: LakeLock | None = None
 
     @staticmethod
     def held(lock_file: Path) -> LakeLock | None:
@@ -41,11 +46,17 @@ class LakeLock:
 
     def fileno(self) -> int:
         """The locked descriptor (for worker processes to inherit)."""
+        if self._shared is not None:
+            return self._shared.fileno()
         if self._fd is None:
             raise RuntimeError(f"{self.lock_file} is not locked by this process")
         return self._fd
 
     def acquire(self) -> None:
+        current = LakeLock.held(self.lock_file)
+        if current is not None and current is not self:
+            self._shared = current
+            return
         try:
             self.lock_file.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
@@ -68,6 +79,9 @@ class LakeLock:
         _HELD[os.path.abspath(self.lock_file)] = self
 
     def release(self) -> None:
+        if self._shared is not None:
+            self._shared = None
+            return
         _HELD.pop(os.path.abspath(self.lock_file), None)
         if self._fd is not None:
             with contextlib.suppress(OSError):

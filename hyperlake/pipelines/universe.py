@@ -7,13 +7,18 @@ the main dex and of each HIP-3 dex, ``spotMeta``) before any request turns a typ
 into a one-line ``UserError`` with suggestions, and gives the lake one spelling per
 market.
 
-The lists change rarely, so they are kept as a snapshot under the state folder and
-reused for an hour; when the exchange cannot be reached an older snapshot still lets
-commands that only need names (and offline work against a lake) go on.
+The lists change rarely, so they are kept as a snapshot and reused for an hour; when
+the exchange cannot be reached an older snapshot still lets commands that only need
+names (and offline work against a lake) go on. The snapshots describe the exchange,
+not a lake, so they live in a per-user cache folder (``cache_folder``), outside every
+lake: a command refused by a lake's lock, or by a bad market name, has written nothing
+into the lake. A cache that cannot be written is no error: the names were fetched.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -38,6 +43,8 @@ Kind = Literal["perp", "hip3", "spot"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 SNAPSHOT_VERSION = 1
 SNAPSHOT_FOLDER = "universe"
+#: Moves the per-user cache of market lists (e.g. to share it in a container).
+CACHE_ENV = "HYPERLAKE_CACHE_DIR"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _T = TypeVar("_T")
 
@@ -269,6 +276,16 @@ def fetch_universe(base_url: str, client: httpx.Client,
 # -- snapshot ------------------------------------------------------------------------
 
 
+def cache_folder() -> Path:
+    """``$HYPERLAKE_CACHE_DIR``, else ``$XDG_CACHE_HOME/hyperlake``, else
+    ``~/.cache/hyperlake``."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "hyperlake"
+
+
 def snapshot_path(state_dir: Path, base_url: str) -> Path:
     """``state_dir/universe/<host>_<port>.json``: one snapshot per exchange host."""
     parts = urlsplit(public_url(base_url))
@@ -330,11 +347,10 @@ def _read_snapshot(path: Path) -> tuple[float, Universe] | None:
 
 
 def _save_snapshot(path: Path, universe: Universe, fetched_at: float, source: str) -> None:
-    try:
+    """Keep the snapshot for the next run; a cache that cannot be written (a read-only
+    home under a service manager, say) only means the next run asks again."""
+    with contextlib.suppress(OSError):
         write_bytes_atomic(path, _encode_snapshot(universe, fetched_at, source))
-    except OSError as exc:
-        raise HyperlakeError(f"cannot write the universe snapshot {path}: "
-                             f"{exc.strerror or exc}") from exc
 
 
 def load_universe(base_url: str, state_dir: Path, client: httpx.Client, *,

@@ -179,7 +179,7 @@ def test_hyperliquid_failures_go_to_the_ledger_then_a_rerun_fills_them(
         make_emulator: StartEmulator, tmp_path: Path) -> None:
     emu = make_emulator(frozen_config(NOW_MS))
     lake = tmp_path / "lake"
-    warm_universe(emu, lake)  # market names come from /info too
+    warm_universe(emu)  # market names come from /info too
     span = Span(ms("2026-03-30T10:00:00Z"), ms("2026-03-30T11:00:00Z"))
     argv = candles_argv("hyperliquid", "1m", span.start, span.end, lake)
     emu.set_faults([FaultRule("info", "500", 1.0)])

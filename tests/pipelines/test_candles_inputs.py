@@ -32,7 +32,7 @@ class BadInput:
     args: dict[str, str]  # replaces or adds to GOOD
     says: tuple[str, ...]  # all of these appear in the error line
     env: dict[str, str | None] = field(default_factory=dict)
-    needs_universe: bool = False  # the check needs the market list (kept in the lake)
+    needs_universe: bool = False  # the check needs the market list (cached per user)
 
     def argv(self, lake: Path) -> list[str]:
         flags = {**GOOD, **self.args}
@@ -96,7 +96,7 @@ def outcome_of(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory,
         if case.name not in outcomes:
             lake = tmp_path_factory.mktemp(case.name) / "lake"
             if case.needs_universe:
-                warm_universe(emulator, lake)
+                warm_universe(emulator)
             before = all_files(lake)
             emulator.reset_stats()
             result = run_cli(case.argv(lake), cli_env(emulator, **case.env))
@@ -119,8 +119,7 @@ def test_bad_input_is_refused_before_any_work(outcome_of: Runner, case: BadInput
     assert got.requests == {}, "a request was made"
     assert got.files_after == got.files_before, "a file was written"
     assert not (got.lake / "_checkpoints").exists()
-    if not case.needs_universe:
-        assert not got.lake.exists(), "the lake folder was created"
+    assert not got.lake.exists(), "the lake folder was created"
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -136,8 +135,9 @@ def test_unknown_market_on_a_cold_lake_suggests_and_fetches_no_candle(
     candle request and no checkpoint."""
     lake = tmp_path / "lake"
     emulator.reset_stats()
-    result = run_cli(BadInput("x", {"--market": "btcc"}, ()).argv(lake), cli_env(emulator))
+    result = run_cli(BadInput("x", {"--market": "btcc"}, ()).argv(lake),
+                     cli_env(emulator, HYPERLAKE_CACHE_DIR=str(tmp_path / "cold-cache")))
     assert result.returncode == 2
     assert "did you mean BTC" in result.stderr
     assert set(request_counts(emulator.stats())) <= {"info_requests"}
-    assert not (lake / "_checkpoints").exists()
+    assert not lake.exists()

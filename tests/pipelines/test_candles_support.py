@@ -31,7 +31,7 @@ from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.compaction import deduplicate
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
-from hyperlake.pipelines.universe import load_universe, snapshot_path
+from hyperlake.pipelines.universe import cache_folder, load_universe, snapshot_path
 from hyperlake.schemas.candles import CANDLE_SCHEMA
 from hyperlake.schemas.datasets import CANDLES
 from hyperlake.schemas.intervals import bucket_opens
@@ -152,7 +152,7 @@ def extract(emu: Emulator, source: str, interval: str, start_ms: int, end_ms: in
     """Run one extraction to completion; check its exit status; its summary. The lake
     gets the emulator's market list first (fetched once a session: it costs weight
     from the one per-IP budget every test of the session shares)."""
-    seed_universe(emu, lake)
+    seed_universe(emu)
     result = run_cli(candles_argv(source, interval, start_ms, end_ms, lake, *extra,
                                   market=market),
                      env if env is not None else cli_env(emu))
@@ -165,26 +165,17 @@ def request_counts(stats: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in stats.items() if k.endswith("_requests") and v}
 
 
-def warm_universe(emu: Emulator, lake: Path) -> None:
-    """Save the universe snapshot a run of the command would fetch (market names)."""
+def warm_universe(emu: Emulator) -> None:
+    """Fetch the market names a run of the command needs into the (per-user, here
+    per-session) cache, so a run asks only for candles."""
     with httpx.Client(timeout=10) as client:
-        load_universe(emu.urls.hyperliquid, LakePaths(lake).state, client)
+        load_universe(emu.urls.hyperliquid, cache_folder(), client)
 
 
-_SNAPSHOTS: dict[str, bytes] = {}
-
-
-def seed_universe(emu: Emulator, lake: Path) -> None:
-    """``warm_universe``, from a copy of the first snapshot taken of this emulator."""
-    target = snapshot_path(LakePaths(lake).state, emu.urls.hyperliquid)
-    if target.exists():
-        return
-    if emu.urls.hyperliquid not in _SNAPSHOTS:
-        warm_universe(emu, lake)
-        _SNAPSHOTS[emu.urls.hyperliquid] = target.read_bytes()
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(_SNAPSHOTS[emu.urls.hyperliquid])
+def seed_universe(emu: Emulator) -> None:
+    """``warm_universe``, unless this emulator's market list is in the cache already."""
+    if not snapshot_path(cache_folder(), emu.urls.hyperliquid).exists():
+        warm_universe(emu)
 
 
 # -- reading the lake ------------------------------------------------------------------

@@ -37,7 +37,7 @@ def parts(lake: Path) -> list[str]:
 
 def started(emu: Emulator, lake: Path) -> subprocess.Popen[str]:
     """A two-worker Dwellir run that has committed its first part."""
-    seed_universe(emu, lake)
+    seed_universe(emu)
     process = start_cli(candles_argv("dwellir", "1s", START, NOW_MS, lake, *ARGS), cli_env(emu))
     assert wait_for(lambda: bool(parts(lake))), process.communicate(timeout=30)
     assert len(group_members(process.pid)) >= 3  # the parent and its two workers

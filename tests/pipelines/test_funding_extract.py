@@ -289,7 +289,7 @@ def test_no_429_while_the_budget_binds(make_emulator: Callable[..., Emulator],
                                        tmp_path: Path) -> None:
     emu = make_emulator(frozen_config(NOW_MS, info_weight_per_minute=PACED_WEIGHT))
     lake = tmp_path / "lake"
-    warm_universe(emu, lake)
+    warm_universe(emu)
     settle(emu)
     summary, wall = paced_job(emu, lake, coins=45, windows=4)
     stats = emu.stats()

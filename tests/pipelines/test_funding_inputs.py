@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from hyperlake.emulator.server import Emulator, frozen_config
-from hyperlake.lake.paths import LakePaths
 from tests.conftest import NOW_MS
 from tests.pipelines.test_funding_support import (
     CliRun,
@@ -104,7 +103,7 @@ def test_bad_input_is_refused_before_anything_happens(emu: Emulator, tmp_path: P
 def test_bad_input_leaves_an_existing_lake_alone(emu: Emulator, tmp_path: Path,
                                                  case: str) -> None:
     args, says = {**OFFLINE_CASES, **MARKET_CASES}[case]
-    warm_universe(emu, tmp_path)  # the market list is known: nothing to ask
+    warm_universe(emu)  # the market list is known: nothing to ask
     files = {p: p.read_bytes() for p in all_files(tmp_path)}
     before = info_requests(emu)
     run = run_funding([*args, "--lake", str(tmp_path), "--json"], funding_env(emu))
@@ -118,12 +117,14 @@ def test_a_bad_coin_on_a_new_lake_costs_only_the_market_list(emu: Emulator, tmp_
                                                              case: str) -> None:
     args, says = MARKET_CASES[case]
     before = info_requests(emu)
-    run = run_funding([*args, "--lake", str(tmp_path / "lake"), "--json"], funding_env(emu))
+    env = funding_env(emu, HYPERLAKE_CACHE_DIR=str(tmp_path / "cold-cache"))
+    run = run_funding([*args, "--lake", str(tmp_path / "lake"), "--json"], env)
     assert_refused(run, says)
-    # meta, perpDexs, meta of the xyz dex, spotMeta: no fundingHistory, no checkpoint.
+    # meta, perpDexs, meta of the xyz dex, spotMeta: no fundingHistory, no checkpoint,
+    # and not a byte in the lake (market lists are cached per user, outside it)
     assert info_requests(emu) - before == 4
-    state = LakePaths(tmp_path / "lake").state
-    assert [p.relative_to(state).parts[0] for p in all_files(tmp_path / "lake")] == ["universe"]
+    assert not (tmp_path / "lake").exists()
+    assert [p.name for p in (tmp_path / "cold-cache" / "universe").iterdir()] != []
 
 
 def test_a_second_run_on_a_busy_lake_exits_3(make_emulator: Callable[..., Emulator],

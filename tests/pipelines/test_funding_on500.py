@@ -66,7 +66,7 @@ def env_for(emu: Emulator) -> dict[str, str]:
 
 def faulty_lake(emu: Emulator, lake: Path, rules: list[FaultRule], seed: int = 0) -> None:
     """Snapshot the universe into ``lake``, zero the counters, turn the faults on."""
-    warm_universe(emu, lake)
+    warm_universe(emu)
     emu.reset_stats()
     emu.set_faults(rules, seed)
 

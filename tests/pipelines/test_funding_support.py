@@ -35,7 +35,7 @@ from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
 from hyperlake.net.pacing import SharedWeightBudget
-from hyperlake.pipelines.universe import load_universe
+from hyperlake.pipelines.universe import cache_folder, load_universe
 from hyperlake.schemas.intervals import HOUR_MS
 from hyperlake.schemas.times import format_instant, parse_instant
 from tests.conftest import NOW_MS
@@ -86,11 +86,11 @@ def info_requests(emu: Emulator) -> int:
     return stat(emu, "info_requests")
 
 
-def warm_universe(emu: Emulator, lake: Path) -> None:
-    """Save the universe snapshot the command would fetch, so a run makes only
+def warm_universe(emu: Emulator) -> None:
+    """Cache the market names the command would fetch, so a run makes only
     ``fundingHistory`` requests (and injected faults cannot hit ``meta``)."""
     with plain_client() as client:
-        load_universe(emu.urls.hyperliquid, LakePaths(lake).state, client)
+        load_universe(emu.urls.hyperliquid, cache_folder(), client)
 
 
 def client_budget(emu: Emulator, per_minute: float, folder: Path) -> SharedWeightBudget:

@@ -120,7 +120,7 @@ def test_an_open_native_hour_is_not_stored_as_closed(lagging: Emulator,
 def test_the_skew_is_reported_in_one_line(lagging: Emulator, tmp_path: Path) -> None:
     from tests.pipelines.test_candles_support import candles_argv, run_cli, seed_universe
 
-    seed_universe(lagging, tmp_path)
+    seed_universe(lagging)
     argv = [a for a in candles_argv("dwellir", "1m", START, END, tmp_path) if a != "--json"]
     result = run_cli(argv, skewed_env(lagging))
     assert result.returncode == 0, result.stderr

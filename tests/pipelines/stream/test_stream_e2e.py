@@ -65,7 +65,7 @@ def running(make_emulator: Any, tmp_path: Path) -> Iterator[Any]:
                                      faults=faults)
         emu: Emulator = make_emulator(config, gateway=bool(faults))
         lake = tmp_path / "lake"
-        seed_universe(emu, lake)
+        seed_universe(emu)
         anchor = time.time()
         emu.set_clock(T0, rate)
         return Stream(emu, lake, rate, anchor)

@@ -42,7 +42,8 @@ def register(sub: Any) -> None:
     p.add_argument("--interval", required=True, help="e.g. 1m (dwellir: 1s 1m 5m; "
                    "hydromancer adds 1s to hyperliquid's 14)")
     p.add_argument("--start", required=True, help="ISO-8601 UTC, inclusive, aligned to the "
-                   "interval, e.g. 2026-03-01T00:00:00Z")
+                   "interval, e.g. 2026-03-01T00:00:00Z (earlier than the exchange's first "
+                   "data, 2023-03-01, is clamped there with a note)")
     p.add_argument("--end", required=True, help="ISO-8601 UTC, exclusive, aligned")
     p.add_argument("--lake", help="lake root (default $HYPERLAKE_LAKE or ./data)")
     p.add_argument("--workers", type=int, default=None,
@@ -70,10 +71,16 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> CandleJob:
     from hyperlake.pipelines.candles.job import CandleJob
     from hyperlake.pipelines.candles.registry import source
     from hyperlake.pipelines.universe import cache_folder, load_universe
-    from hyperlake.schemas.times import parse_instant
+    from hyperlake.schemas.exchange import HISTORY_FROM_MS
+    from hyperlake.schemas.times import clamp_to_history, parse_instant
 
+    if not args.market.strip():
+        from hyperlake.errors import UserError
+
+        raise UserError("--market is empty; give a name such as BTC or HYPE/USDC")
     chosen = source(args.source)
-    start = parse_instant(args.start, "--start")
+    start = clamp_to_history(parse_instant(args.start, "--start"), "--start",
+                             HISTORY_FROM_MS, _notice)
     end = parse_instant(args.end, "--end")
     chosen.check(args.interval, start, end, settings.now_ms())
     rate = chosen.rate(args.rate, args.plan)
@@ -136,3 +143,7 @@ def _report(summary: JobSummary, as_json: bool) -> None:
     if summary.gaps:
         print(f"  {summary.gaps} buckets failed and are in the gap ledger; run the same "
               "command again to retry them", file=sys.stderr)
+
+
+def _notice(text: str) -> None:
+    print(f"hyperlake candles: note: {text}", file=sys.stderr)

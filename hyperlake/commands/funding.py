@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from hyperlake.pipelines.settings import SourceSettings
 
 EXIT_GAPS = 4
+MAX_THREADS = 64  # coins in flight: more only wait on the shared weight budget
+MAX_HOURS_PER_WINDOW = 24 * 366
 EPILOG = """\
 --on-500 (a window that keeps answering HTTP 500):
   empty      count the window as empty and record it in the gap ledger (retried next run)
@@ -40,7 +42,9 @@ def register(sub: Any) -> None:
     which.add_argument("--all", action="store_true", help="every perpetual of the universe")
     p.add_argument("--include-delisted", action="store_true",
                    help="with --all: delisted perpetuals too")
-    p.add_argument("--start", required=True, help="ISO-8601 UTC on the hour, inclusive")
+    p.add_argument("--start", required=True, help="ISO-8601 UTC on the hour, inclusive "
+                   "(earlier than the exchange's first data, 2023-03-01, is clamped there "
+                   "with a note)")
     p.add_argument("--end", required=True, help="ISO-8601 UTC on the hour, exclusive")
     p.add_argument("--hours-per-window", type=int, default=336,
                    help="hours per request window (default 336 = 14 days)")
@@ -60,15 +64,19 @@ def build_job(args: argparse.Namespace, settings: SourceSettings) -> FundingJob:
     from hyperlake.lake.paths import lake_root
     from hyperlake.pipelines.funding import FundingJob, validate_funding
     from hyperlake.pipelines.universe import cache_folder, load_universe
-    from hyperlake.schemas.times import parse_instant
+    from hyperlake.schemas.exchange import HISTORY_FROM_MS
+    from hyperlake.schemas.times import clamp_to_history, parse_instant
 
-    start = parse_instant(args.start, "--start")
+    start = clamp_to_history(parse_instant(args.start, "--start"), "--start",
+                             HISTORY_FROM_MS, _notice)
     end = parse_instant(args.end, "--end")
     validate_funding(start, end, settings.now_ms(), args.hours_per_window, args.on_500)
     if args.include_delisted and not args.all:
         raise UserError("--include-delisted goes with --all")
-    if args.threads < 1:
-        raise UserError("--threads must be at least 1")
+    if not 1 <= args.threads <= MAX_THREADS:
+        raise UserError(f"--threads must be 1 to {MAX_THREADS}")
+    if args.hours_per_window > MAX_HOURS_PER_WINDOW:
+        raise UserError(f"--hours-per-window: at most {MAX_HOURS_PER_WINDOW} (a year)")
     coins = [] if args.all else [c for c in (t.strip() for t in args.coins.split(",")) if c]
     if not args.all and not coins:
         raise UserError("--coins: give at least one coin, e.g. --coins BTC,ETH")
@@ -127,3 +135,7 @@ def _report(summary: FundingSummary, as_json: bool) -> None:
     if summary.gaps:
         print(f"  {summary.gaps} windows are in the gap ledger; run the same command again "
               "to retry them", file=sys.stderr)
+
+
+def _notice(text: str) -> None:
+    print(f"hyperlake funding: note: {text}", file=sys.stderr)

@@ -18,6 +18,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from hyperlake.schemas.exchange import HISTORY_FROM_MS
+
 PERP_MAX_DECIMALS = 6
 SPOT_MAX_DECIMALS = 8
 SIG_FIGS = 5
@@ -27,7 +29,7 @@ def _ms(year: int, month: int, day: int) -> int:
     return int(dt.datetime(year, month, day, tzinfo=dt.UTC).timestamp()) * 1000
 
 
-FIRST_LISTING_MS = _ms(2023, 3, 1)
+FIRST_LISTING_MS = HISTORY_FROM_MS
 LAST_LISTING_MS = _ms(2025, 6, 1)
 LAST_DELISTING_MS = _ms(2025, 10, 1)
 HIP3_DEX = "xyz"

@@ -8,6 +8,9 @@ and the vendors' documentation and the recorded answers in ``tests/fixtures``.
 
 from __future__ import annotations
 
+#: The exchange's first listings (2023-03-01T00:00:00Z): no candle, trade or funding
+#: exists before. A span starting earlier is clamped here (with a one-line notice).
+HISTORY_FROM_MS = 1_677_628_800_000
 #: Funding has been paid every hour since 2023-06-08T00:00:00Z, every 8 hours before.
 HOURLY_FUNDING_FROM_MS = 1_686_182_400_000
 #: ``fundingHistory`` answers at most this many rows; page on with the last time + 1.

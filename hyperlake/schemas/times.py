@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 
 from hyperlake.errors import UserError
 
@@ -94,3 +95,14 @@ def parse_duration(text: str, field: str, *, most_ms: int = 366 * 86_400_000) ->
     if ms > most_ms:
         raise UserError(f"{field}: {text!r} is longer than {most_ms // 1000:,} s")
     return ms
+
+
+def clamp_to_history(start_ms: int, field: str, first_ms: int,
+                     notice: Callable[[str], None]) -> int:
+    """``start_ms``, or ``first_ms`` when it is earlier (nothing exists before it: a
+    job would only ask for nothing); ``notice`` says so in one line."""
+    if start_ms >= first_ms:
+        return start_ms
+    notice(f"{field} {format_instant(start_ms)} is before the exchange's first data "
+           f"({format_instant(first_ms)}); starting there")
+    return first_ms

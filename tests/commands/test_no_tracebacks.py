@@ -131,3 +131,21 @@ def test_a_lake_that_cannot_be(tmp_path: Path, kind: str) -> None:
 def test_emulator_options_that_cannot_be_served(argv: list[str], needle: str) -> None:
     code, _, err = run(argv, {}, None)
     assert_one_line(code, err, 2, needle)
+
+
+def test_a_start_before_the_exchange_existed_is_clamped_with_a_note(tmp_path: Path) -> None:
+    """funding --start 1970 once planned a 56-year job; now it starts at the exchange's
+    first data and says so (the end here is bad, so nothing runs)."""
+    argv = replace(replace(OK_FUNDING, "--start", "1970-01-01T00:00:00Z"), "--end",
+                   "1970-01-02T00:00:00Z")
+    code, _, err = run(argv, {}, tmp_path / "lake")
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("hyperlake funding: note: --start 1970-01-01T00:00:00Z is "
+                               "before the exchange's first data (2023-03-01T00:00:00Z)")
+    assert code == 2 and "--start must be before --end" in lines[1]
+
+
+def test_an_empty_market_is_refused_before_the_network(tmp_path: Path) -> None:
+    code, _, err = run(replace(OK_CANDLES, "--market", "  "),
+                       {"HYPERLAKE_HYPERLIQUID_URL": "http://127.0.0.1:9"}, tmp_path / "lake")
+    assert_one_line(code, err, 2, "--market is empty")

@@ -59,7 +59,7 @@ OFFLINE_CASES: dict[str, tuple[list[str], list[str]]] = {
     "empty-coins": (["--coins", "", *DAY], ["--coins: give at least one coin"]),
     "only-commas": (["--coins", " , ,", *DAY], ["--coins: give at least one coin"]),
     "zero-threads": (["--coins", "BTC", *DAY, "--threads", "0"],
-                     ["--threads must be at least 1"]),
+                     ["--threads must be 1 to 64"]),
 }
 #: Refused once the names are checked against the exchange's markets.
 MARKET_CASES: dict[str, tuple[list[str], list[str]]] = {

@@ -301,3 +301,21 @@ def test_no_snapshot_and_unreachable_is_an_error(client: httpx.Client, tmp_path:
     assert not isinstance(err.value, UserError)
     assert "could not be reached" in message and "no universe snapshot" in message
     assert not (tmp_path / "universe").exists() or not any((tmp_path / "universe").iterdir())
+
+
+@pytest.mark.parametrize(("kind", "gateway"), [("malformed", False), ("truncated", True),
+                                               ("reset", True), ("503", False)])
+def test_market_lists_are_retried_through_transient_faults(make_emulator: Any, tmp_path: Path,
+                                                           kind: str, gateway: bool) -> None:
+    """A garbled, cut or refused answer to a market-list request is retried like any
+    data request (it once failed the whole command at the first malformed body)."""
+    from hyperlake.emulator.config import FaultRule
+    from hyperlake.emulator.server import frozen_config
+    from tests.conftest import NOW_MS
+
+    rule = FaultRule("info", kind, 0.3)
+    emu = make_emulator(frozen_config(NOW_MS, faults=(rule,)), gateway=gateway)
+    with httpx.Client(timeout=10) as c:
+        universe = load_universe(emu.urls.hyperliquid, tmp_path, c)
+    assert universe.resolve("btc").name == "BTC"
+    assert emu.stats()["info_requests"] > 4, "no fault hit: nothing was retried"

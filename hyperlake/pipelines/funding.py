@@ -264,7 +264,8 @@ class FundingFetch:
 
     def _counters(self, progress: _Progress) -> Counters:
         return Counters(fetched=progress.rows, retried=self.stats.retried,
-                        failed=progress.failed, requests=self.stats.requests)
+                        failed=progress.failed, requests=self.stats.requests,
+                        weight=self.stats.weight)
 
 
 @dataclass

@@ -47,6 +47,7 @@ class Counters:
     failed: int = 0
     provisional: int = 0  # buckets answered, but not for good yet (``pipelines.head``)
     requests: int = 0
+    weight: float = 0.0  # budget weight the requests cost (sources paced by weight)
     cpu_seconds: float = 0.0  # client CPU spent by the workers doing it
     clock_skew_ms: int = 0  # our clock minus the source's, the largest seen (0: unknown)
 

@@ -84,9 +84,18 @@ class CandleSource:
                             f"{format_instant(now_ms)}): end at {format_instant(open_bucket)} "
                             "or earlier")
 
+    def earliest(self, interval: str, now_ms: int) -> int | None:
+        """The first bucket this source can serve now: its archive floor, or the oldest
+        of the most recent ``horizon`` candles; None when it goes back to the start."""
+        bounds = [] if self.floor_ms is None else [self.floor_ms]
+        if self.horizon is not None:
+            bounds.append(shift_buckets(bucket_start(now_ms, interval), interval,
+                                        -(self.horizon - 1)))
+        return max(bounds) if bounds else None
+
     def _check_horizon(self, interval: str, start_ms: int, now_ms: int) -> None:
-        assert self.horizon is not None
-        earliest = shift_buckets(bucket_start(now_ms, interval), interval, -(self.horizon - 1))
+        earliest = self.earliest(interval, now_ms)
+        assert earliest is not None and self.horizon is not None
         if start_ms < earliest:
             deeper = " or ".join(f"{s.name} ({s.depth})" for s in REGISTRY.values()
                                  if s.horizon is None)

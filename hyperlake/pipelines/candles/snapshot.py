@@ -159,7 +159,9 @@ class SnapshotFetch:
                         writer.commit(window, table, answer.failures, answer.provisional)
                         done += buckets_in([window], self.job.interval)
                         fetcher.counters.retried = stats.retried
+                        fetcher.counters.weight = stats.weight
                         report(fetcher.counters, done)
         fetcher.counters.retried = stats.retried
+        fetcher.counters.weight = stats.weight
         fetcher.counters.cpu_seconds = time.process_time() - cpu_start
         return fetcher.counters

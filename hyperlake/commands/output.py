@@ -152,3 +152,39 @@ class ItemProgress:
             self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             print(text, file=target, flush=True)
+
+
+class LaneProgress:
+    """Bars for a run of many series at once (``hyperlake update``): one per lane (a
+    source, or funding), each the sum of its series' progress, drawn on standard error
+    when it is a terminal. ``progress(lane, series, done)`` is the pipeline's callback."""
+
+    def __init__(self, totals: dict[str, int], *, stream: TextIO | None = None,
+                 enabled: bool | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = (self.stream.isatty() if enabled is None else enabled) and any(
+            totals.values())
+        console = Console(file=self.stream, force_terminal=self.enabled, highlight=False)
+        self.progress = Progress(
+            TextColumn("{task.description:<12}"), BarColumn(bar_width=24),
+            MofNCompleteColumn(), TaskProgressColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), TextColumn("{task.fields[series]}"), console=console,
+            refresh_per_second=5, disable=not self.enabled)
+        self.tasks = {lane: self.progress.add_task(lane, total=max(1, total), series="")
+                      for lane, total in totals.items() if total}
+        self._done: dict[str, dict[object, int]] = {lane: {} for lane in self.tasks}
+        if self.enabled:
+            self.progress.start()
+
+    def __call__(self, lane: str, series: object, done: int) -> None:
+        if lane not in self.tasks:
+            return
+        per_series = self._done[lane]
+        per_series[series] = done
+        label = getattr(series, "describe", None)
+        self.progress.update(self.tasks[lane], completed=sum(per_series.values()),
+                             series=label() if callable(label) else "")
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()

@@ -120,10 +120,8 @@ def _check_keys(config: UpdateConfig, settings: SourceSettings) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperlake.lake.lock import LakeBusy
-    from hyperlake.net.redact import Redactor
-    from hyperlake.pipelines.update.ping import Pinger
-    from hyperlake.pipelines.update.run import UpdateRun
+    from hyperlake.lake.lock import LakeBusy, LakeLock
+    from hyperlake.lake.paths import LakePaths
 
     config, settings, lake = _config(args)
     if args.print_config:
@@ -132,11 +130,9 @@ def run(args: argparse.Namespace) -> int:
         print(render(config, settings, lake))
         return EXIT_OK
     rate = _check_keys(config, settings)
-    redactor = Redactor(settings.secrets())
+    lock = LakeLock(LakePaths(lake).lock_file)
     try:
-        with UpdateRun(config, settings, lake, dwellir_rate=rate, redactor=redactor) as up:
-            return _run_locked(args, up, config, settings, Pinger(config.ping_url,
-                                                                   settings.verify()))
+        lock.acquire()  # before the heavy imports: a busy lake is told at once
     except LakeBusy as exc:
         if args.json:
             from hyperlake.commands.output import summary_line
@@ -144,6 +140,22 @@ def run(args: argparse.Namespace) -> int:
             print(summary_line(result="busy", exit=EXIT_BUSY, message=str(exc)))
         print(f"hyperlake update: {exc}", file=sys.stderr)
         return EXIT_BUSY
+    try:
+        return _run(args, config, settings, lake, rate)
+    finally:
+        lock.release()
+
+
+def _run(args: argparse.Namespace, config: UpdateConfig, settings: SourceSettings, lake: Path,
+         rate: float | None) -> int:
+    from hyperlake.net.redact import Redactor
+    from hyperlake.pipelines.update.ping import Pinger
+    from hyperlake.pipelines.update.run import UpdateRun
+
+    redactor = Redactor(settings.secrets())
+    with UpdateRun(config, settings, lake, dwellir_rate=rate, redactor=redactor) as up:
+        return _run_locked(args, up, config, settings, Pinger(config.ping_url,
+                                                               settings.verify()))
 
 
 def _run_locked(args: argparse.Namespace, up: UpdateRun, config: UpdateConfig,

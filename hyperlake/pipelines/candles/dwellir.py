@@ -563,7 +563,8 @@ def run_inline(spec: ShardSpec, report: Report) -> Counters:
 
 class DwellirFetch:
     """The runner's fetch: the missing ranges, sharded over ``job.workers`` spawned
-    processes (a small one-worker job runs in this process: ``INLINE_MAX_BUCKETS``)."""
+    processes (a small one-worker job of ``job.in_process`` runs in this process:
+    ``INLINE_MAX_BUCKETS``)."""
 
     def __init__(self, job: CandleJob, settings: SourceSettings) -> None:
         self.job = job
@@ -593,7 +594,8 @@ class DwellirFetch:
         lock = LakeLock.held(LakePaths(job.lake).lock_file)
         if lock is None:
             raise RuntimeError("a Dwellir fetch runs under its run's lake lock (pipelines.runner)")
-        if job.workers == 1 and item.buckets() <= INLINE_MAX_BUCKETS and len(specs) == 1:
+        if job.in_process and job.workers == 1 and item.buckets() <= INLINE_MAX_BUCKETS \
+                and len(specs) == 1:
             inline = dataclasses.replace(specs[0], parent_pid=0)
             return run_inline(inline, report)
         results = run_shards(specs, report, lock)

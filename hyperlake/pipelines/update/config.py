@@ -438,6 +438,9 @@ def _deep_sources(r: _Reader, sources: Mapping[Source, SourceConfig],
 
 def _markets(r: _Reader) -> MarketsConfig:
     path = ("markets",)
+    if r.get(path) is None:
+        raise r.error(path, 'missing: give [markets] with list = ["BTC", ...], or select = '
+                      '"all" or "top"')
     r.table(path, MARKET_KEYS)
     select = r.string((*path, "select")) or "list"
     if not _is_selection(select):

@@ -11,8 +11,8 @@ one source's series run one after another: a Dwellir job takes its plan's whole 
 and Hyperliquid's weight budget is shared machine-wide anyway). No per-series process:
 a Dwellir job runs in this process unless it is large enough to need workers.
 
-While a lane may still write, the lock is not released: if the run is stopped, the
-process ends with it held, and the kernel releases it with the process.
+While a lane may still write, the lock is not released: a stop while lanes run ends
+the process (``commands.update``), and the kernel releases the lock with it.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ from hyperlake.verify import SeriesId, verify_changed
 #: ``progress(lane, series, done)``: units of a series (or of the funding lane) done.
 Progress = Callable[[str, SeriesKey | None, int], None]
 RECORD_VERSION = 1
+#: Verification findings a run reports as gaps (exit 4), not as violations (exit 1).
+LEDGER_FINDINGS = frozenset({"failed"})
 
 
 def beyond_reason(source: str) -> str:
@@ -236,7 +238,8 @@ class UpdateRun:
         source = registered(key.source).name
         job = CandleJob(source=source, market=key.market, interval=key.interval,
                         start_ms=want.start, end_ms=want.end, lake=self.lake, workers=1,
-                        rate=self.dwellir_rate if source == "dwellir" else None)
+                        rate=self.dwellir_rate if source == "dwellir" else None,
+                        in_process=True)
         done: OnProgress = lambda total, counters, units: progress(lane, key, units)  # noqa: E731
         outcome = self.extract.execute([item.work], source_fetch(job, self.settings), done)
         result.counters.merge(outcome.counters)
@@ -271,7 +274,9 @@ class UpdateRun:
         changed = {SeriesId(*group): days for group, days in stats.days.items()}
         report = verify_changed(self.lake, changed)
         outcome.verified_series = len(report.series)
-        outcome.violations = report.violations
+        outcome.violations = sum(f.weight for series in report.series
+                                 for name, f in series.findings.items()
+                                 if f.severity == "violation" and name not in LEDGER_FINDINGS)
         outcome.warnings = report.warnings
 
     # -- the record ---------------------------------------------------------------------

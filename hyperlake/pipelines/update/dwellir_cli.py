@@ -58,14 +58,21 @@ def _data(answer: Any) -> Any:
     return answer.get("data", answer) if isinstance(answer, dict) else answer
 
 
-def _urls(node: Any) -> list[str]:
-    """Every ``https`` URL anywhere in an endpoints answer, in order."""
+def _nodes(node: Any) -> list[dict[str, Any]]:
+    """Every endpoint (an object with an ``https`` URL) anywhere in an answer, in order."""
     if isinstance(node, dict):
-        found = [node["https"]] if isinstance(node.get("https"), str) else []
-        return found + [u for k, v in node.items() if k != "https" for u in _urls(v)]
+        found = [node] if isinstance(node.get("https"), str) and node["https"] else []
+        return found + [n for v in node.values() for n in _nodes(v)]
     if isinstance(node, list):
-        return [u for item in node for u in _urls(item)]
+        return [n for item in node for n in _nodes(item)]
     return []
+
+
+def _is_index(node: dict[str, Any]) -> bool:
+    """The HyperCore index (by its node type, or its host name)."""
+    kind = node.get("node_type")
+    name = kind.get("name") if isinstance(kind, dict) else kind
+    return "index" in str(name or "").lower() or "index" in str(node["https"]).lower()
 
 
 def choose_key(keys: Any, name: str | None) -> dict[str, Any]:
@@ -105,11 +112,11 @@ def discover(name: str | None, executable: str = "dwellir") -> Discovered | None
     answer = _data(_run([path, "endpoints", "search", "hyperliquid", "--ecosystem",
                          "hyperliquid", "--network", "mainnet", "--key", key_name, "--toon"],
                         redact))
-    urls = _urls(answer)
-    index = [u for u in urls if "index" in u.lower()]
+    nodes = _nodes(answer)
+    index = [str(n["https"]) for n in nodes if _is_index(n)]
     if not index:
         raise UserError("dwellir endpoints search: no Hyperliquid index endpoint for key "
-                        f"{key_name!r} (found {len(urls)} other endpoints)")
+                        f"{key_name!r} (found {len(nodes)} other endpoints)")
     url = index[0].rstrip("/")
     base = url[: -len(key) - 1] if url.endswith(f"/{key}") else url
     return Discovered(key, base, key_name)

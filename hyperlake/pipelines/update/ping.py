@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-import httpx
-
 TIMEOUT_S = 10.0
 ATTEMPTS = 2
 
@@ -32,6 +30,8 @@ class Pinger:
     def _send(self, suffix: str, body: str) -> None:
         if self.url is None:
             return
+        import httpx
+
         problem = ""
         for _ in range(ATTEMPTS):
             try:

@@ -24,8 +24,8 @@ from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
 from hyperlake.pipelines.candles.registry import REGISTRY
 from hyperlake.pipelines.candles.registry import source as registered
-from hyperlake.pipelines.candles.snapshot import windows
-from hyperlake.pipelines.funding import FUNDING_INTERVAL, hour_windows
+from hyperlake.pipelines.candles.snapshot import requests_for
+from hyperlake.pipelines.funding import FUNDING_INTERVAL, packed_windows
 from hyperlake.pipelines.runner import ExtractRun, Work
 from hyperlake.pipelines.update.config import UpdateConfig
 from hyperlake.schemas.exchange import (
@@ -101,27 +101,32 @@ class Item:
     def buckets(self) -> int:
         return self.work.buckets()
 
+    def asks(self) -> list[Span]:
+        """The requests a paged fetch (candle snapshots, funding) sends for the missing
+        buckets, retries aside: the same packing the fetches use."""
+        if self.lane == "funding":
+            return [a for a, _ in packed_windows(self.work.missing, HOURS_PER_WINDOW)]
+        flat = self.lane == "hydromancer"
+        return [a for a, _ in requests_for(
+            self.work.missing, self.key.interval, SNAPSHOT_MAX_CANDLES,
+            lambda n: flat or n // CANDLES_PER_WEIGHT < INFO_BASE_WEIGHT)]
+
     def requests(self) -> int:
         """Requests the missing buckets need at least (no retries)."""
-        if self.lane == "funding":
-            return sum(len(hour_windows(s, HOURS_PER_WINDOW)) for s in self.work.missing)
         if self.lane == "dwellir":
             return self.buckets() + (DWELLIR_WARMUP if self.buckets() else 0)
-        return sum(len(windows(s, self.key.interval, SNAPSHOT_MAX_CANDLES))
-                   for s in self.work.missing)
+        return len(self.asks())
 
     def weight(self) -> float:
         """What the requests weigh in their budget (Dwellir: none, it is paced by rate)."""
         if self.lane == "funding":
-            return sum(INFO_BASE_WEIGHT + buckets_in([w], FUNDING_INTERVAL)
-                       // FUNDING_ROWS_PER_WEIGHT
-                       for s in self.work.missing for w in hour_windows(s, HOURS_PER_WINDOW))
+            return sum(INFO_BASE_WEIGHT + buckets_in([a], FUNDING_INTERVAL)
+                       // FUNDING_ROWS_PER_WEIGHT for a in self.asks())
         if self.lane == "hydromancer":
             return float(HYDROMANCER_WEIGHT * self.requests())
         if self.lane == "hyperliquid":
-            return sum(INFO_BASE_WEIGHT + buckets_in([w], self.key.interval) // CANDLES_PER_WEIGHT
-                       for s in self.work.missing
-                       for w in windows(s, self.key.interval, SNAPSHOT_MAX_CANDLES))
+            return sum(INFO_BASE_WEIGHT + buckets_in([a], self.key.interval) // CANDLES_PER_WEIGHT
+                       for a in self.asks())
         return 0.0
 
 

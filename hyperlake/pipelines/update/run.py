@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-import httpx
 import orjson
 
 from hyperlake.errors import HyperlakeError
@@ -37,11 +37,10 @@ from hyperlake.net.info import InfoClient, InfoStats
 from hyperlake.net.redact import Redactor
 from hyperlake.pipelines.candles.job import CandleJob, source_fetch
 from hyperlake.pipelines.candles.registry import source as registered
-from hyperlake.pipelines.compact import CompactJob, run_compact
 from hyperlake.pipelines.funding import FundingFetch, FundingJob
 from hyperlake.pipelines.runner import Counters, ExtractRun, OnProgress
 from hyperlake.pipelines.settings import SourceSettings
-from hyperlake.pipelines.universe import Market, load_universe
+from hyperlake.pipelines.universe import Market, cached_universe, load_universe
 from hyperlake.pipelines.update import contexts, markets
 from hyperlake.pipelines.update.config import UpdateConfig
 from hyperlake.pipelines.update.plan import (
@@ -54,11 +53,13 @@ from hyperlake.pipelines.update.plan import (
     provisional_left,
 )
 from hyperlake.schemas.times import format_instant
-from hyperlake.verify import SeriesId, verify_changed
 
 #: ``progress(lane, series, done)``: units of a series (or of the funding lane) done.
 Progress = Callable[[str, SeriesKey | None, int], None]
 RECORD_VERSION = 1
+
+if TYPE_CHECKING:  # imported where a request is made (see net.info)
+    import httpx
 #: Verification findings a run reports as gaps (exit 4), not as violations (exit 1).
 LEDGER_FINDINGS = frozenset({"failed"})
 
@@ -134,15 +135,19 @@ class UpdateRun:
     def prepare(self) -> UpdatePlan:
         """The markets (the universe, and the contexts when ranking by volume) and what
         each series misses, from the files. No other request."""
-        stats = InfoStats()
-        with httpx.Client(timeout=30, verify=self.settings.verify()) as http:
-            universe = load_universe(self.settings.hyperliquid_url, self.paths.state, http,
-                                     budget=self.settings.hyperliquid_budget())
-            volume = None
-            if self.config.markets.select == "top":
-                pool = markets.candidates(universe, self.config.markets)
-                self.snapshot = self._fetch_snapshot(http, stats, pool)
-                volume = {name: self.snapshot.day_volume(name) for name in self.snapshot.rows}
+        universe = cached_universe(self.settings.hyperliquid_url, self.paths.state)
+        volume = None
+        if universe is None or self.config.markets.select == "top":
+            import httpx  # only when something must be asked (see net.info)
+
+            with httpx.Client(timeout=30, verify=self.settings.verify()) as http:
+                if universe is None:
+                    universe = load_universe(self.settings.hyperliquid_url, self.paths.state,
+                                             http, budget=self.settings.hyperliquid_budget())
+                if self.config.markets.select == "top":
+                    pool = markets.candidates(universe, self.config.markets)
+                    self.snapshot = self._fetch_snapshot(http, InfoStats(), pool)
+                    volume = {n: self.snapshot.day_volume(n) for n in self.snapshot.rows}
         chosen = markets.select(universe, self.config.markets, volume)
         self.universe = universe
         self.chosen = chosen
@@ -185,6 +190,8 @@ class UpdateRun:
         pool = markets.candidates(self.universe, self.config.markets) if scope_all \
             else self.chosen
         if self.snapshot is None:
+            import httpx
+
             stats = InfoStats()
             try:
                 with httpx.Client(timeout=30, verify=self.settings.verify()) as http:
@@ -265,6 +272,9 @@ class UpdateRun:
                 series.ledger.record(Failure(span, beyond_reason(beyond.key.source)))
 
     def _compact(self, groups: set[Group], outcome: UpdateOutcome) -> None:
+        from hyperlake.pipelines.compact import CompactJob, run_compact
+        from hyperlake.verify import SeriesId, verify_changed
+
         stats, _ = run_compact(CompactJob(lake=self.lake, groups=frozenset(groups)))
         outcome.compacted_groups = len(stats.groups)
         outcome.partitions_written = stats.partitions_written

@@ -235,7 +235,7 @@ def _finish(args: argparse.Namespace, up: UpdateRun, plan: UpdatePlan,
     (pinger.success if code == EXIT_OK else pinger.fail)(line)
     if args.json:
         print(line)
-    notes, lines = outcome_lines(plan, outcome)
+    notes, lines = outcome_lines(plan, outcome, args.quiet)
     for note in [*notes, *outcome.quarantined, *pinger.warnings]:
         print(f"hyperlake update: {note}", file=sys.stderr)
     for error in errors:

@@ -101,10 +101,12 @@ def outcome_fields(plan: UpdatePlan, outcome: UpdateOutcome, result: str,
     }
 
 
-def outcome_lines(plan: UpdatePlan, outcome: UpdateOutcome) -> tuple[list[str], list[str]]:
+def outcome_lines(plan: UpdatePlan, outcome: UpdateOutcome,
+                  quiet: bool = False) -> tuple[list[str], list[str]]:
     """(notes for standard error, the summary for standard output); nothing at all
-    when there was nothing to do."""
-    notes = [b.line() for b in plan.beyond]
+    when there was nothing to do. ``quiet``: only what is wrong (a part beyond every
+    configured source's reach is; one a deeper source took is not)."""
+    notes = [b.line() for b in plan.beyond if b.left or not quiet]
     if outcome.gaps:
         notes.append(f"{outcome.gap_buckets():,} buckets are in the gap ledger; the next run "
                      "retries them (hyperlake status shows where)")

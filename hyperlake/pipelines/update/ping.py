@@ -6,6 +6,7 @@ id, is not shown)."""
 
 from __future__ import annotations
 
+import ssl
 from urllib.parse import urlsplit
 
 TIMEOUT_S = 10.0
@@ -13,7 +14,7 @@ ATTEMPTS = 2
 
 
 class Pinger:
-    def __init__(self, url: str | None, verify: str | bool = True) -> None:
+    def __init__(self, url: str | None, verify: ssl.SSLContext | bool = True) -> None:
         self.url = url.rstrip("/") if url else None
         self.verify = verify
         self.warnings: list[str] = []

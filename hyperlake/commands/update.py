@@ -101,6 +101,7 @@ def _config(args: argparse.Namespace) -> tuple[UpdateConfig, SourceSettings, Pat
 
 def _check_keys(config: UpdateConfig, settings: SourceSettings) -> float | None:
     """Every key the run needs is there; the Dwellir rate."""
+    from hyperlake.errors import UserError
     from hyperlake.pipelines.candles.registry import DWELLIR, REGISTRY
 
     for name in config.used_sources():
@@ -108,11 +109,8 @@ def _check_keys(config: UpdateConfig, settings: SourceSettings) -> float | None:
         if env_name is not None and not settings.key(env_name):
             own = config.source(name).key_env
             where = f"${own} (sources.{name}.key_env) or " if own and own != env_name else ""
-            hint = " (or put the dwellir CLI on PATH)" if name == "dwellir" else ""
-            from hyperlake.errors import UserError
-
             raise UserError(f"{name} is configured but no key is set: export {where}"
-                            f"{env_name}{hint}")
+                            f"{env_name}")
     if "dwellir" not in config.used_sources():
         return None
     dwellir = config.source("dwellir")
@@ -190,10 +188,11 @@ def _execute(up: UpdateRun, plan: UpdatePlan, args: argparse.Namespace) -> Updat
     to survive: threads cannot be interrupted, and the lock must not be released while
     one could still commit (the kernel releases it with the process)."""
     from hyperlake.commands.output import LaneProgress
+    from hyperlake.pipelines.update.plan import FUNDING_LANE
 
     totals: dict[str, int] = {}
     for item in plan.todo():
-        units = item.requests() if item.lane == "funding" else item.buckets()
+        units = item.requests() if item.lane == FUNDING_LANE else item.buckets()
         totals[item.lane] = totals.get(item.lane, 0) + units
     progress = LaneProgress(totals, enabled=None if not (args.quiet or args.json) else False)
     try:

@@ -28,6 +28,8 @@ def render(config: UpdateConfig, settings: SourceSettings, lake: Path) -> str:
 
     urls = {"hyperliquid": settings.hyperliquid_url, "hydromancer": settings.hydromancer_url,
             "dwellir": settings.dwellir_url}
+    weights = {"hyperliquid": settings.hyperliquid_weight,
+               "hydromancer": settings.hydromancer_weight}
     lines = [f"# effective configuration ({config.path or 'defaults'}, the environment, "
              "the flags)", f"lake = {_value(str(lake))}"]
     if config.ping_url:
@@ -39,12 +41,10 @@ def render(config: UpdateConfig, settings: SourceSettings, lake: Path) -> str:
         if env_name is not None:
             state = "set (masked)" if settings.key(env_name) else "NOT SET"
             lines.append(f"key = {_value(state)}  # from ${source.key_env or env_name}")
-        if name == "hyperliquid":
-            lines.append(f"weight_per_minute = {_value(settings.hyperliquid_weight)}")
-        if name == "hydromancer":
-            lines.append(f"weight_per_minute = {_value(settings.hydromancer_weight)}")
-        if name == "dwellir":
-            rate = REGISTRY[name].rate(source.rate, source.plan)
+        if name in weights:
+            lines.append(f"weight_per_minute = {_value(weights[name])}")
+        rate = REGISTRY[name].rate(source.rate, source.plan)
+        if rate is not None:
             lines.append(f"rate = {_value(rate)}  # requests/s")
     m = config.markets
     lines += ["", "[markets]", f"select = {_value(m.select)}"]

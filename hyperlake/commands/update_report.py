@@ -18,22 +18,27 @@ LATENCY_S = 0.05
 
 
 def _seconds(plan: UpdatePlan, settings: SourceSettings, config: UpdateConfig) -> float:
-    """The time the plan needs at least: each lane's requests at its pace (a weight
-    budget beyond its first minute's burst, Dwellir's rate), the lanes side by side."""
-    from hyperlake.pipelines.candles.registry import DWELLIR
+    """The time the plan needs at least: each budget's weight beyond its first minute's
+    burst at its pace, or a rate-paced source's requests at its rate, side by side;
+    and a round trip per paged request."""
+    from hyperlake.pipelines.candles.registry import REGISTRY
 
-    hyperliquid = sum(i.weight() for i in plan.todo() if i.lane in ("hyperliquid", "funding"))
-    hydromancer = sum(i.weight() for i in plan.todo("hydromancer"))
-    per_lane = [
-        max(0.0, hyperliquid - settings.hyperliquid_weight) / (settings.hyperliquid_weight / 60),
-        max(0.0, hydromancer - settings.hydromancer_weight) / (settings.hydromancer_weight / 60),
-    ]
-    dwellir = sum(i.requests() for i in plan.todo("dwellir"))
-    if dwellir:
-        source = config.source("dwellir")
-        per_lane.append(dwellir / (DWELLIR.rate(source.rate, source.plan) or 1.0))
-    snapshot = sum(i.requests() for i in plan.todo() if i.lane != "dwellir") * LATENCY_S
-    return max([*per_lane, snapshot])
+    budgets = {"hyperliquid": settings.hyperliquid_weight,  # funding pays from it too
+               "hydromancer": settings.hydromancer_weight}
+    weight = {name: 0.0 for name in budgets}
+    seconds, paged = [0.0], 0
+    for item in plan.todo():
+        source = item.key.source
+        if source in weight:
+            weight[source] += item.weight()
+        rate = REGISTRY[source].rate(config.source(source).rate, config.source(source).plan) \
+            if source in REGISTRY else None
+        if rate is not None:
+            seconds.append(item.requests() / rate)
+        else:
+            paged += item.requests()
+    seconds += [max(0.0, weight[n] - budgets[n]) / (budgets[n] / 60) for n in budgets]
+    return max([*seconds, paged * LATENCY_S])
 
 
 def plan_fields(plan: UpdatePlan, settings: SourceSettings,

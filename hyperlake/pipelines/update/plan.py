@@ -29,9 +29,7 @@ from hyperlake.pipelines.funding import FUNDING_INTERVAL, packed_windows
 from hyperlake.pipelines.runner import ExtractRun, Work
 from hyperlake.pipelines.update.config import UpdateConfig
 from hyperlake.schemas.exchange import (
-    CANDLES_PER_WEIGHT,
     FUNDING_ROWS_PER_WEIGHT,
-    HYDROMANCER_WEIGHT,
     INFO_BASE_WEIGHT,
     SNAPSHOT_MAX_CANDLES,
 )
@@ -41,8 +39,10 @@ from hyperlake.schemas.vocabulary import Dataset, Source
 
 #: Funding windows per request (as ``hyperlake funding``'s default).
 HOURS_PER_WINDOW = 336
-#: Requests a Dwellir job spends warming its backend lanes, at most.
-DWELLIR_WARMUP = 6
+#: Requests a one-candle-a-request job (Dwellir) spends warming its backends, at most.
+ONE_PER_REQUEST_WARMUP = 6
+#: The lane of funding (candle lanes are named for their source).
+FUNDING_LANE = "funding"
 Group = tuple[Dataset, str, str]
 
 
@@ -104,30 +104,31 @@ class Item:
     def asks(self) -> list[Span]:
         """The requests a paged fetch (candle snapshots, funding) sends for the missing
         buckets, retries aside: the same packing the fetches use."""
-        if self.lane == "funding":
+        if self.lane == FUNDING_LANE:
             return [a for a, _ in packed_windows(self.work.missing, HOURS_PER_WINDOW)]
-        flat = self.lane == "hydromancer"
+        source = registered(self.key.source)
+        per = source.candles_per_weight
         return [a for a, _ in requests_for(
             self.work.missing, self.key.interval, SNAPSHOT_MAX_CANDLES,
-            lambda n: flat or n // CANDLES_PER_WEIGHT < INFO_BASE_WEIGHT)]
+            lambda n: per is None or n // per < (source.request_weight or 0))]
 
     def requests(self) -> int:
         """Requests the missing buckets need at least (no retries)."""
-        if self.lane == "dwellir":
-            return self.buckets() + (DWELLIR_WARMUP if self.buckets() else 0)
+        if self.lane != FUNDING_LANE and registered(self.key.source).request_weight is None:
+            return self.buckets() + (ONE_PER_REQUEST_WARMUP if self.buckets() else 0)
         return len(self.asks())
 
     def weight(self) -> float:
-        """What the requests weigh in their budget (Dwellir: none, it is paced by rate)."""
-        if self.lane == "funding":
+        """What the requests weigh in their source's budget (a source paced by rate, one
+        candle a request: none)."""
+        if self.lane == FUNDING_LANE:
             return sum(INFO_BASE_WEIGHT + buckets_in([a], FUNDING_INTERVAL)
                        // FUNDING_ROWS_PER_WEIGHT for a in self.asks())
-        if self.lane == "hydromancer":
-            return float(HYDROMANCER_WEIGHT * self.requests())
-        if self.lane == "hyperliquid":
-            return sum(INFO_BASE_WEIGHT + buckets_in([a], self.key.interval) // CANDLES_PER_WEIGHT
-                       for a in self.asks())
-        return 0.0
+        source = registered(self.key.source)
+        if source.request_weight is None:
+            return 0.0
+        return sum(source.answer_weight(buckets_in([a], self.key.interval))
+                   for a in self.asks())
 
 
 @dataclass
@@ -180,7 +181,7 @@ class Planner:
                 for market in funded:
                     key = SeriesKey("funding", "hyperliquid", market, FUNDING_INTERVAL)
                     plan.wants[_group(key)] = Span(start, end)
-                    self._add(plan, key, Span(start, end), "funding")
+                    self._add(plan, key, Span(start, end), FUNDING_LANE)
         return plan
 
     def _candle(self, plan: UpdatePlan, key: SeriesKey, want: Span) -> None:

@@ -44,6 +44,7 @@ from hyperlake.pipelines.universe import Market, cached_universe, load_universe
 from hyperlake.pipelines.update import contexts, markets
 from hyperlake.pipelines.update.config import UpdateConfig
 from hyperlake.pipelines.update.plan import (
+    FUNDING_LANE,
     HOURS_PER_WINDOW,
     Group,
     Item,
@@ -232,7 +233,7 @@ class UpdateRun:
     def _lane(self, lane: str, items: list[Item], result: LaneResult,
               progress: Progress) -> None:
         try:
-            if lane == "funding":
+            if lane == FUNDING_LANE:
                 self._funding(items, result, progress)
                 return
             for item in items:
@@ -242,10 +243,10 @@ class UpdateRun:
 
     def _candles(self, lane: str, item: Item, result: LaneResult, progress: Progress) -> None:
         key, want = item.key, item.work.want
-        source = registered(key.source).name
-        job = CandleJob(source=source, market=key.market, interval=key.interval,
+        source = registered(key.source)
+        job = CandleJob(source=source.name, market=key.market, interval=key.interval,
                         start_ms=want.start, end_ms=want.end, lake=self.lake, workers=1,
-                        rate=self.dwellir_rate if source == "dwellir" else None,
+                        rate=self.dwellir_rate if source.plans is not None else None,
                         in_process=True)
         done: OnProgress = lambda total, counters, units: progress(lane, key, units)  # noqa: E731
         outcome = self.extract.execute([item.work], source_fetch(job, self.settings), done)
@@ -255,7 +256,7 @@ class UpdateRun:
         first = items[0].work.want
         job = FundingJob(markets=tuple(i.key.market for i in items), start_ms=first.start,
                          end_ms=first.end, lake=self.lake, hours_per_window=HOURS_PER_WINDOW)
-        done: OnProgress = lambda total, counters, units: progress("funding", None, units)  # noqa: E731
+        done: OnProgress = lambda total, counters, units: progress(FUNDING_LANE, None, units)  # noqa: E731
         outcome = self.extract.execute([i.work for i in items], FundingFetch(job, self.settings),
                                        done)
         result.counters.merge(outcome.counters)

@@ -6,11 +6,12 @@ leave one writer; a ``kill -9`` mid-run and another run land the same lake."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 
 from hyperlake.emulator.config import FaultRule
 from hyperlake.emulator.server import Emulator, frozen_config
@@ -200,14 +201,17 @@ def slow_emulator(make_emulator: StartEmulator, delay: float) -> Emulator:
     return emu
 
 
-def reference(make_emulator: StartEmulator, tmp_path: Path) -> Path:
-    """The lake one uninterrupted run lands."""
-    emu = generous(make_emulator, NOW)
-    lake = tmp_path / "reference"
-    result = run_update(write_config(tmp_path, SLOW.format(lake=lake), "ref.toml"),
-                        update_env(emu, NOW))
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The lake one uninterrupted run lands (once for the tests that compare with it)."""
+    folder = tmp_path_factory.mktemp("reference")
+    lake = folder / "lake"
+    with Emulator(frozen_config(NOW, info_weight_per_minute=10**7)) as emu, \
+            pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HYPERLAKE_PACING_DIR", str(folder / "pacing"))
+        result = run_update(write_config(folder, SLOW.format(lake=lake)), update_env(emu, NOW))
     assert result.returncode == 0, result.stderr
-    return lake
+    yield lake
 
 
 def assert_same_lake(lake: Path, other: Path) -> None:
@@ -219,7 +223,7 @@ def assert_same_lake(lake: Path, other: Path) -> None:
 
 
 def test_eight_concurrent_updates_leave_one_writer_and_an_intact_lake(
-        make_emulator: StartEmulator, tmp_path: Path) -> None:
+        make_emulator: StartEmulator, tmp_path: Path, reference: Path) -> None:
     emu = slow_emulator(make_emulator, 0.5)
     lake = tmp_path / "lake"
     seed_universe(emu, lake)
@@ -233,12 +237,11 @@ def test_eight_concurrent_updates_leave_one_writer_and_an_intact_lake(
     busy = [err for _, out, err in outcomes if summary(out)["result"] == "busy"]
     assert all(len(e.strip().splitlines()) == 1 and "another hyperlake run holds the lake"
                in e for e in busy)
-    emu.set_faults([])
-    assert_same_lake(lake, reference(make_emulator, tmp_path))
+    assert_same_lake(lake, reference)
 
 
 def test_kill_minus_9_mid_update_then_update_lands_the_same_lake(
-        make_emulator: StartEmulator, tmp_path: Path) -> None:
+        make_emulator: StartEmulator, tmp_path: Path, reference: Path) -> None:
     emu = slow_emulator(make_emulator, 0.3)
     lake = tmp_path / "lake"
     seed_universe(emu, lake)
@@ -256,7 +259,7 @@ def test_kill_minus_9_mid_update_then_update_lands_the_same_lake(
     again = run_update(config, update_env(emu, NOW))
     assert again.returncode == 0, again.stderr
     assert summary(again)["result"] == "ok"
-    assert_same_lake(lake, reference(make_emulator, tmp_path))
+    assert_same_lake(lake, reference)
     quiet = run_update(config, update_env(emu, NOW), "--quiet")
     assert summary(quiet)["series_updated"] == 0
 

@@ -24,16 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hyperlake.lake.atomic import atomic_path, remove_durably, write_bytes_atomic
+from hyperlake.lake.atomic import atomic_path, remove_durably
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.paths import JOB, LAKE_FILE, PART, LakePaths
 from hyperlake.lake.quarantine import Quarantined, quarantine
 from hyperlake.lake.ranges import Span
+from hyperlake.lake.row_index import RowIndex
 from hyperlake.schemas.datasets import DatasetSpec
 from hyperlake.schemas.intervals import DAY_MS
 from hyperlake.schemas.records import TS
@@ -288,65 +288,6 @@ def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list
         stats.parts_consumed += len(consumed)
         _remove_empty_jobs(series.folder)
     return True
-
-
-class RowIndex:
-    """``rows.json`` of a series: per UTC date, [rows, first key, last key] of its
-    partition, from the file's footer (statistics), kept by compaction for the dates it
-    writes. A summary for ``hyperlake status``, never a claim of coverage."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.days = read_row_index(path)
-        self.changed = False
-
-    def note(self, date: str, file: Path, spec: DatasetSpec) -> None:
-        summary = _footer_summary(file, spec.key)
-        if summary is not None and self.days.get(date) != summary:
-            self.days[date] = summary
-            self.changed = True
-
-    def save(self) -> None:
-        if self.changed:
-            write_bytes_atomic(self.path, orjson.dumps(dict(sorted(self.days.items()))))
-
-
-def read_row_index(path: Path) -> dict[str, list[int]]:
-    """The index at ``path``; empty when missing or unreadable (it is only a summary)."""
-    try:
-        data = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 3
-            and all(isinstance(x, int) for x in v)}
-
-
-def _footer_summary(file: Path, key: str) -> list[int] | None:
-    """[rows, min key, max key] of a lake file from its footer alone."""
-    try:
-        meta = pq.read_metadata(file)
-        column = meta.schema.names.index(key)
-        lows, highs = [], []
-        for i in range(meta.num_row_groups):
-            stats = meta.row_group(i).column(column).statistics
-            if stats is None or not stats.has_min_max:
-                return [meta.num_rows, -1, -1]
-            lows.append(stats.min)
-            highs.append(stats.max)
-    except (OSError, ValueError, pa.ArrowException):
-        return None
-    if not lows:
-        return [meta.num_rows, -1, -1]
-    return [meta.num_rows, _ms(min(lows)), _ms(max(highs))]
-
-
-def _ms(value: object) -> int:
-    if isinstance(value, dt.datetime):
-        return int(value.timestamp() * 1000)
-    assert isinstance(value, int)
-    return value
 
 
 def _forget_day(paths: LakePaths, group: tuple[Dataset, str, str], day: Span) -> None:

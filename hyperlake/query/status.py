@@ -24,9 +24,9 @@ from typing import Any
 import orjson
 
 from hyperlake.lake.checkpoints import Series
-from hyperlake.lake.compaction import read_row_index
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
+from hyperlake.lake.row_index import read_row_index
 from hyperlake.schemas.intervals import bucket_start, is_interval
 from hyperlake.schemas.vocabulary import Dataset
 

@@ -11,7 +11,6 @@ they run, never at start-up.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -29,19 +28,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from hyperlake.commands.jsonline import summary_line
 from hyperlake.pipelines.head import GROSS_SKEW_MS
 
 if TYPE_CHECKING:
     from hyperlake.pipelines.runner import Counters
 
-
-def summary_line(**fields: object) -> str:
-    """The run's summary as one line of JSON, keys in the order given (for ``--json``).
-
-    Values that JSON cannot hold (paths, dates) are written as their ``str``.
-    """
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), default=str,
-                      allow_nan=False)
+__all__ = ["ItemProgress", "LaneProgress", "ProgressBar", "counts_text", "head_notes",
+           "summary_line"]
 
 
 def counts_text(counters: Counters) -> str:

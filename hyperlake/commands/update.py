@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         lock.acquire()  # before the heavy imports: a busy lake is told at once
     except LakeBusy as exc:
         if args.json:
-            from hyperlake.commands.output import summary_line
+            from hyperlake.commands.jsonline import summary_line
 
             print(summary_line(result="busy", exit=EXIT_BUSY, message=str(exc)))
         print(f"hyperlake update: {exc}", file=sys.stderr)
@@ -174,7 +174,7 @@ def _run_locked(args: argparse.Namespace, up: UpdateRun, config: UpdateConfig,
         outcome = _execute(up, plan, args)
     except Exception as exc:  # noqa: BLE001 - recorded, pinged, then re-raised scrubbed
         scrubbed = up.redact.scrub_exception(exc)
-        from hyperlake.commands.output import summary_line
+        from hyperlake.commands.jsonline import summary_line
 
         pinger.fail(summary_line(result="error", exit=EXIT_ERROR, message=str(scrubbed)))
         _record_failure(up, str(scrubbed))
@@ -187,14 +187,7 @@ def _execute(up: UpdateRun, plan: UpdatePlan, args: argparse.Namespace) -> Updat
     still fetching ends the process at once, like ``kill -9``, which the lake is built
     to survive: threads cannot be interrupted, and the lock must not be released while
     one could still commit (the kernel releases it with the process)."""
-    from hyperlake.commands.output import LaneProgress
-    from hyperlake.pipelines.update.plan import FUNDING_LANE
-
-    totals: dict[str, int] = {}
-    for item in plan.todo():
-        units = item.requests() if item.lane == FUNDING_LANE else item.buckets()
-        totals[item.lane] = totals.get(item.lane, 0) + units
-    progress = LaneProgress(totals, enabled=None if not (args.quiet or args.json) else False)
+    progress = _progress(plan, args)
     try:
         return up.execute(plan, progress)
     except BaseException as exc:
@@ -210,6 +203,30 @@ def _execute(up: UpdateRun, plan: UpdatePlan, args: argparse.Namespace) -> Updat
         progress.close()
 
 
+class _NoBars:
+    """Progress nobody watches (not a terminal, --quiet, --json): rich is not loaded."""
+
+    def __call__(self, lane: str, series: object, done: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(plan: UpdatePlan, args: argparse.Namespace) -> Any:
+    """One bar per lane on a terminal (``LaneProgress``), nothing otherwise."""
+    if args.quiet or args.json or not sys.stderr.isatty():
+        return _NoBars()
+    from hyperlake.commands.output import LaneProgress
+    from hyperlake.pipelines.update.plan import FUNDING_LANE
+
+    totals: dict[str, int] = {}
+    for item in plan.todo():
+        units = item.requests() if item.lane == FUNDING_LANE else item.buckets()
+        totals[item.lane] = totals.get(item.lane, 0) + units
+    return LaneProgress(totals)
+
+
 def _record_failure(up: UpdateRun, message: str) -> None:
     from hyperlake.pipelines.update.run import UpdateOutcome
 
@@ -220,7 +237,7 @@ def _record_failure(up: UpdateRun, message: str) -> None:
 
 def _finish(args: argparse.Namespace, up: UpdateRun, plan: UpdatePlan,
             outcome: UpdateOutcome, pinger: Any) -> int:
-    from hyperlake.commands.output import summary_line
+    from hyperlake.commands.jsonline import summary_line
     from hyperlake.commands.update_report import outcome_fields, outcome_lines
 
     errors = outcome.errors + ([f"verify found {outcome.violations} violations in what this "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hyperlake.commands.output import summary_line
+from hyperlake.commands.jsonline import summary_line
 from hyperlake.schemas.exchange import INFO_BASE_WEIGHT
 
 if TYPE_CHECKING:

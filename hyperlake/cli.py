@@ -25,14 +25,18 @@ from hyperlake.commands import (
     emulator,
     export,
     funding,
+    init,
     plot,
     sql,
+    status,
     stream,
+    update,
     verify,
 )
 from hyperlake.errors import HyperlakeError
 
-COMMANDS = (candles, funding, stream, compact, sql, export, plot, emulator, demo, verify)
+COMMANDS = (candles, funding, update, status, init, stream, compact, sql, export, plot,
+            emulator, demo, verify)
 #: Exit statuses of a run stopped from outside (128 + the signal, as shells report).
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143

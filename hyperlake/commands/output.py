@@ -11,7 +11,6 @@ they run, never at start-up.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -29,19 +28,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from hyperlake.commands.jsonline import summary_line
 from hyperlake.pipelines.head import GROSS_SKEW_MS
 
 if TYPE_CHECKING:
     from hyperlake.pipelines.runner import Counters
 
-
-def summary_line(**fields: object) -> str:
-    """The run's summary as one line of JSON, keys in the order given (for ``--json``).
-
-    Values that JSON cannot hold (paths, dates) are written as their ``str``.
-    """
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), default=str,
-                      allow_nan=False)
+__all__ = ["ItemProgress", "LaneProgress", "ProgressBar", "counts_text", "head_notes",
+           "summary_line"]
 
 
 def counts_text(counters: Counters) -> str:
@@ -152,3 +146,39 @@ class ItemProgress:
             self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             print(text, file=target, flush=True)
+
+
+class LaneProgress:
+    """Bars for a run of many series at once (``hyperlake update``): one per lane (a
+    source, or funding), each the sum of its series' progress, drawn on standard error
+    when it is a terminal. ``progress(lane, series, done)`` is the pipeline's callback."""
+
+    def __init__(self, totals: dict[str, int], *, stream: TextIO | None = None,
+                 enabled: bool | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = (self.stream.isatty() if enabled is None else enabled) and any(
+            totals.values())
+        console = Console(file=self.stream, force_terminal=self.enabled, highlight=False)
+        self.progress = Progress(
+            TextColumn("{task.description:<12}"), BarColumn(bar_width=24),
+            MofNCompleteColumn(), TaskProgressColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), TextColumn("{task.fields[series]}"), console=console,
+            refresh_per_second=5, disable=not self.enabled)
+        self.tasks = {lane: self.progress.add_task(lane, total=max(1, total), series="")
+                      for lane, total in totals.items() if total}
+        self._done: dict[str, dict[object, int]] = {lane: {} for lane in self.tasks}
+        if self.enabled:
+            self.progress.start()
+
+    def __call__(self, lane: str, series: object, done: int) -> None:
+        if lane not in self.tasks:
+            return
+        per_series = self._done[lane]
+        per_series[series] = done
+        label = getattr(series, "describe", None)
+        self.progress.update(self.tasks[lane], completed=sum(per_series.values()),
+                             series=label() if callable(label) else "")
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()

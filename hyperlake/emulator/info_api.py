@@ -134,6 +134,8 @@ class HyperliquidInfo:
                 return self.meta_and_asset_ctxs(request, now_ms)
             if kind == "spotMeta":
                 return json_reply(self.universe.spot_meta)
+            if kind == "spotMetaAndAssetCtxs":
+                return self.spot_meta_and_asset_ctxs(now_ms)
             if kind == "perpDexs":
                 return json_reply([None, {"name": HIP3_DEX, "fullName": "XYZ",
                                           "deployer": "0x" + "88" * 20,
@@ -248,6 +250,31 @@ class HyperliquidInfo:
                                                price(float(mids[0]) * 1.0001)],
             "dayBaseVlm": "0.0" if delisted else f"{day_base:.{inst.sz_decimals}f}",
         }
+
+
+    def spot_meta_and_asset_ctxs(self, now_ms: int) -> Reply:
+        """``[spotMeta, ctxs]``: a context per pair, in the universe's order, named by
+        ``coin`` (no funding, open interest, oracle or impact prices on spot)."""
+        import numpy as np
+
+        ctxs = []
+        for pair in self.universe.spot_meta["universe"]:
+            inst = self.market.instrument(pair["name"])
+            mids = self.market.mid_price(inst, np.array([now_ms, now_ms - 86_400_000],
+                                                        dtype=np.int64))
+            px = inst.px_decimals
+
+            def price(value: float, px: int = px) -> str:
+                return format_decimal(round(value * 10**px), px, ".0")
+
+            day_base = inst.liquidity * 86_400 * 40.0 / float(mids[0])
+            ctxs.append({"prevDayPx": price(float(mids[1])),
+                         "dayNtlVlm": f"{day_base * float(mids[0]):.4f}",
+                         "markPx": price(float(mids[0])), "midPx": price(float(mids[0])),
+                         "circulatingSupply": "1000000.0", "coin": inst.name,
+                         "totalSupply": "1000000.0",
+                         "dayBaseVlm": f"{day_base:.{inst.sz_decimals}f}"})
+        return json_reply([self.universe.spot_meta, ctxs])
 
 
 # -- Hydromancer -------------------------------------------------------------------------

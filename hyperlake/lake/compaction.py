@@ -33,6 +33,7 @@ from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.paths import JOB, LAKE_FILE, PART, LakePaths
 from hyperlake.lake.quarantine import Quarantined, quarantine
 from hyperlake.lake.ranges import Span
+from hyperlake.lake.row_index import RowIndex
 from hyperlake.schemas.datasets import DatasetSpec
 from hyperlake.schemas.intervals import DAY_MS
 from hyperlake.schemas.records import TS
@@ -78,6 +79,8 @@ class CompactionStats:
     rows_out: int = 0  # rows in the partitions written
     parts_consumed: int = 0
     groups: list[str] = field(default_factory=list)
+    #: UTC day numbers each group's compaction read parts of (what changed, for verify).
+    days: dict[tuple[Dataset, str, str], list[int]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
 
 
@@ -245,6 +248,8 @@ def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list
     if not parts:
         return False
     days = sorted({d for span, _ in parts for d in days_of(span)})
+    stats.days[group] = days
+    index = RowIndex(paths.row_index(*group))
     reader = _PartReader(spec)
     for day in days:
         lo, hi = day * DAY_MS, (day + 1) * DAY_MS
@@ -271,6 +276,8 @@ def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list
             stats.rows_out += rows
         else:
             stats.partitions_unchanged += 1
+        index.note(utc_date(lo), folder / LAKE_FILE, spec)
+    index.save()
     for series in series_list:
         # what was listed and read (a quarantined part has moved away)
         consumed = [(span, path) for span, path in listed[id(series)] if path.exists()]

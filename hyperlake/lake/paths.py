@@ -8,7 +8,9 @@ Layout under the lake root (default ``./data``):
     _state/gaps/<dataset>/<source>/market=…/interval=…/gap-<a>-<b>.json
     _state/provisional/<dataset>/<source>/market=…/interval=…/provisional-<a>-<b>.json
     _state/coverage/<dataset>/<source>/market=…/interval=…/covered-<a>-<b>
+    _state/rows/<dataset>/market=…/interval=…/rows.json   (rows of each partition)
     _state/universe/…   _state/writer.lock
+    _state/update/last-run.json   _state/stream/status.json
     _quarantine/…       files that could not be read, moved aside (``lake.quarantine``)
 
 Partition values are URL-encoded (``:`` → ``%3A``, ``@107`` → ``%40107``); DuckDB,
@@ -165,6 +167,16 @@ class LakePaths:
         return self.state / "writer.lock"
 
     @property
+    def update_record(self) -> Path:
+        """The last ``hyperlake update`` run: when, result, duration, requests."""
+        return self.state / "update" / "last-run.json"
+
+    @property
+    def stream_status(self) -> Path:
+        """What a running ``hyperlake stream`` says of itself (rewritten every few s)."""
+        return self.state / "stream" / "status.json"
+
+    @property
     def quarantine(self) -> Path:
         return self.root / "_quarantine"
 
@@ -198,6 +210,11 @@ class LakePaths:
     def provisional(self, key: SeriesKey) -> Path:
         """Spans answered but not for good yet (near the head of the source's data)."""
         return self.provisionals(key.dataset) / key.source / _series_tail(key)
+
+    def row_index(self, dataset: Dataset, market: str, interval: str) -> Path:
+        """Rows and first/last key of each compacted partition of a series (written by
+        compaction, read by ``hyperlake status``: no Parquet file is opened there)."""
+        return self.state / "rows" / dataset / _tail(dataset, market, interval) / "rows.json"
 
     def coverages(self, dataset: Dataset) -> Path:
         return self.state / "coverage" / dataset

@@ -27,9 +27,8 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import orjson
 
 from hyperlake.net.pacing import SharedWeightBudget
@@ -42,6 +41,9 @@ from hyperlake.net.retry import (
     http_date_ms,
     retry_call,
 )
+
+if TYPE_CHECKING:  # httpx is imported when a request is sent: a run that needs none
+    import httpx  # (a cached market list, a Dwellir-only job) does not pay for it
 
 T = TypeVar("T")
 
@@ -127,6 +129,8 @@ class InfoClient:
         if budget is not None:
             budget.acquire(reserved)
         self.stats.add(requests=1)
+        import httpx
+
         try:
             response = self.http.post(self.endpoint.url, headers=self._headers,
                                       content=orjson.dumps(body))

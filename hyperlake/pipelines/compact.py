@@ -11,7 +11,7 @@ from hyperlake.errors import UserError
 from hyperlake.lake.atomic import sweep_temporaries
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.compaction import CompactionStats, compact_group
-from hyperlake.lake.lock import LakeLock
+from hyperlake.lake.lock import writer_lock
 from hyperlake.lake.paths import LakePaths
 from hyperlake.schemas.datasets import DATASET_SPECS
 from hyperlake.schemas.vocabulary import DATASETS, SOURCES, Dataset
@@ -22,6 +22,11 @@ class CompactJob:
     lake: Path
     datasets: tuple[Dataset, ...] = DATASETS
     precedence: tuple[str, ...] = ()  # preferred sources first; empty: latest fetch wins
+    #: Only these (dataset, market, interval) groups (what a run touched); None: all.
+    groups: frozenset[tuple[Dataset, str, str]] | None = None
+
+    def wants(self, group: tuple[Dataset, str, str]) -> bool:
+        return self.groups is None or group in self.groups
 
 
 def validate_precedence(text: str | None) -> tuple[str, ...]:
@@ -40,17 +45,28 @@ def discover_series(paths: LakePaths, dataset: Dataset) -> list[Series]:
     return [Series(paths, key) for key in paths.checkpoint_keys(dataset)]
 
 
+def _series_of(paths: LakePaths, job: CompactJob, dataset: Dataset) -> list[Series]:
+    """The checkpoint series of ``dataset`` the job compacts."""
+    return [s for s in discover_series(paths, dataset)
+            if job.wants((dataset, s.key.market, s.key.interval))]
+
+
 def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
+    """Compact the job's groups under the lake's writer lock (the caller's, when this
+    process already holds it)."""
     paths = LakePaths(job.lake)
     started = time.monotonic()
     stats = CompactionStats()
-    with LakeLock(paths.lock_file):
+    with writer_lock(paths.lock_file):
         for dataset in job.datasets:
+            if job.groups is not None and not any(g[0] == dataset for g in job.groups):
+                continue
             sweep_temporaries(paths.coverages(dataset))  # a run killed mid-marker
             spec = DATASET_SPECS[dataset]
-            sweep_temporaries(paths.dataset(dataset))
+            for folder in _folders_to_sweep(paths, job, dataset):
+                sweep_temporaries(folder)
             groups: dict[tuple[str, str], list[Series]] = defaultdict(list)
-            for series in discover_series(paths, dataset):
+            for series in _series_of(paths, job, dataset):
                 sweep_temporaries(series.folder)
                 groups[(series.key.market, series.key.interval)].append(series)
             for (market, interval), series_list in sorted(groups.items()):
@@ -58,3 +74,12 @@ def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
                 if compact_group(paths, group, series_list, spec, job.precedence, stats):
                     stats.groups.append(f"{dataset} {market} {interval}")
     return stats, time.monotonic() - started
+
+
+def _folders_to_sweep(paths: LakePaths, job: CompactJob, dataset: Dataset) -> list[Path]:
+    """Where interrupted partition swaps may have left temporaries: the whole dataset,
+    or only the groups the job compacts (a walk of a year-long lake costs seconds)."""
+    if job.groups is None:
+        return [paths.dataset(dataset)]
+    return [paths.series_folder(*group) for group in sorted(job.groups)
+            if group[0] == dataset]

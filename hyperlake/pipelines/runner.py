@@ -47,6 +47,7 @@ class Counters:
     failed: int = 0
     provisional: int = 0  # buckets answered, but not for good yet (``pipelines.head``)
     requests: int = 0
+    weight: float = 0.0  # budget weight the requests cost (sources paced by weight)
     cpu_seconds: float = 0.0  # client CPU spent by the workers doing it
     clock_skew_ms: int = 0  # our clock minus the source's, the largest seen (0: unknown)
 
@@ -118,15 +119,21 @@ class ExtractRun:
     def __init__(self, lake: Path) -> None:
         self.paths = LakePaths(lake)
         self._lock = LakeLock(self.paths.lock_file)
+        self._owned = True  # False: the lock belongs to a caller in this process
         self.quarantined: list[Quarantined] = []  # broken parts moved aside by ``plan``
 
     def __enter__(self) -> ExtractRun:
-        self._lock.acquire()
+        held = LakeLock.held(self.paths.lock_file)  # a caller took it already (update)
+        if held is None:
+            self._lock.acquire()
+        else:
+            self._lock, self._owned = held, False
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._lock.release()
+        if self._owned:
+            self._lock.release()
 
     def plan(self, targets: Iterable[tuple[SeriesKey, Span]]) -> list[Work]:
         """What is missing of each target, from the files (after sweeping leftovers and

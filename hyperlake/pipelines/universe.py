@@ -25,10 +25,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any, Literal, TypeGuard, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, TypeVar, get_args
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 
 from hyperlake.errors import HyperlakeError, UserError
@@ -47,6 +46,9 @@ SNAPSHOT_FOLDER = "universe"
 CACHE_ENV = "HYPERLAKE_CACHE_DIR"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _T = TypeVar("_T")
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class ExchangeUnreachable(HyperlakeError):
@@ -353,15 +355,26 @@ def _save_snapshot(path: Path, universe: Universe, fetched_at: float, source: st
         write_bytes_atomic(path, _encode_snapshot(universe, fetched_at, source))
 
 
+def cached_universe(base_url: str, state_dir: Path, *, max_age_s: float = 3600,
+                    now: Callable[[], float] = time.time) -> Universe | None:
+    """The snapshot when it is younger than ``max_age_s``; None when it must be fetched
+    (a caller can then skip making a client at all)."""
+    cached = _read_snapshot(snapshot_path(state_dir, base_url))
+    if cached is not None and 0 <= now() - cached[0] < max_age_s:
+        return cached[1]
+    return None
+
+
 def load_universe(base_url: str, state_dir: Path, client: httpx.Client, *,
                   max_age_s: float = 3600, now: Callable[[], float] = time.time,
                   budget: SharedWeightBudget | None = None) -> Universe:
     """The snapshot if younger than ``max_age_s``, else a fresh fetch (saved as the new
     snapshot); if the exchange cannot be reached, a snapshot of any age."""
     path = snapshot_path(state_dir, base_url)
+    fresh = cached_universe(base_url, state_dir, max_age_s=max_age_s, now=now)
+    if fresh is not None:
+        return fresh
     cached = _read_snapshot(path)
-    if cached is not None and 0 <= now() - cached[0] < max_age_s:
-        return cached[1]
     try:
         universe = fetch_universe(base_url, client, budget)
     except ExchangeUnreachable as exc:

@@ -19,6 +19,11 @@ The views (the session time zone is UTC; timestamps are ``TIMESTAMP WITH TIME ZO
 ``candles_with_funding``
     every ``candles`` column, then funding_hour, funding_rate (= fundingRate),
     funding_apr (= rate * 24 * 365) and premium of the funding attached to the bar.
+``asset_ctxs``
+    market, time, dex, mark_px, oracle_px, mid_px, open_interest, funding, premium,
+    impact_bid_px, impact_ask_px, day_ntl_vlm, day_base_vlm, prev_day_px, source,
+    fetched_at, date: one snapshot of the exchange's asset contexts per market and
+    ``hyperlake update`` run (``time`` is when it was answered).
 ``candles_live``
     the ``candles`` columns over the compacted lake *and* the checkpoint parts not
     compacted yet (fresh bars of ``hyperlake stream``, a run not compacted yet): one
@@ -80,7 +85,7 @@ HIVE_TYPES_WITHOUT_INTERVAL = "{'market': 'VARCHAR', 'date': 'DATE'}"
 #: (hourly) is smaller than candles, and both are far larger than the file listings
 #: joined to them in ``candles_with_funding``, so DuckDB builds those joins on the
 #: listing side and prunes the funding files with the join's dynamic filter.
-PLANNER_ROWS = {"candles": 10**9, "funding": 10**7, "trades": 10**10}
+PLANNER_ROWS = {"candles": 10**9, "funding": 10**7, "trades": 10**10, "asset_ctxs": 10**8}
 #: (name, DuckDB type) of each view's columns, derived from the Arrow schemas.
 VIEW_COLUMNS = {name: spec.duckdb_columns() for name, spec in DATASET_SPECS.items()}
 #: The Hive keys of a lake file's path, taken from its last three folders (folders

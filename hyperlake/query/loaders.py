@@ -16,6 +16,10 @@ knows nothing of the lake's conventions. Here:
   filter is in the plan (row groups skipped by their statistics). ``date`` is the
   UTC date of ``t`` (of ``time`` for funding), which is what the partition holds.
 
+``features(asset_ctxs=True)`` attaches the latest asset-context snapshot (``hyperlake
+update``) taken at or before each bar's open, by the same rule and the same bounded
+lookback, as ``ctx_*`` columns (``ctx_time`` says how old it is).
+
 ``features`` attaches funding without lookahead: each bar gets the funding of the
 latest ``funding_hour`` at or before its open time ``t`` (``join_asof`` backward),
 the same rule as the ``candles_with_funding`` view of ``hyperlake.query.catalog``, and
@@ -34,7 +38,7 @@ import pyarrow as pa
 
 from hyperlake.errors import UserError
 from hyperlake.lake.paths import LakePaths, lake_files, lake_root
-from hyperlake.schemas.datasets import CANDLES, FUNDING
+from hyperlake.schemas.datasets import ASSET_CTXS, CANDLES, FUNDING
 from hyperlake.schemas.funding import HOURS_PER_YEAR
 from hyperlake.schemas.names import Ambiguous, NameIndex, NoMatch
 from hyperlake.schemas.times import Instant, to_epoch_ms, utc_datetime
@@ -47,6 +51,11 @@ FUNDING_INTERVAL = "1h"
 
 CANDLE_SCHEMA = CANDLES.polars_schema()
 FUNDING_SCHEMA = FUNDING.polars_schema()
+ASSET_CTX_SCHEMA = ASSET_CTXS.polars_schema()
+#: The asset-context columns ``features(asset_ctxs=True)`` attaches, each as ``ctx_<name>``.
+CTX_COLUMNS = ("time", "mark_px", "oracle_px", "mid_px", "open_interest", "funding",
+               "premium", "impact_bid_px", "impact_ask_px", "day_ntl_vlm", "day_base_vlm",
+               "prev_day_px")
 FEATURE_SCHEMA = pl.Schema({
     "t": TS, "o": pl.Float64(), "h": pl.Float64(), "l": pl.Float64(), "c": pl.Float64(),
     "v": pl.Float64(), "log_return": pl.Float64(), "funding_rate": pl.Float64(),
@@ -263,14 +272,37 @@ def with_log_return(bars: pl.LazyFrame) -> pl.LazyFrame:
         log_return=(pl.col("c") / pl.col("c").shift(1)).log())
 
 
+def asset_ctxs_as_of(root: Path, market: str, span: TimeRange) -> pl.LazyFrame:
+    """The snapshots that can be the latest at or before a bar in ``span``: those before
+    its end, back to the last partition before its start (bounded, like funding)."""
+    days = partition_dates(root, "asset_ctxs", market, "")
+    first = span.dates.first
+    earlier = [day for day in days if first is not None and day < first]
+    lookback = DateSpan(earlier[-1] if earlier else first, span.dates.last)
+    files = partition_files(root, "asset_ctxs", market, "", lookback)
+    if not files:
+        return _empty(ASSET_CTX_SCHEMA).select(CTX_COLUMNS)
+    return _scan_files(files).filter(TimeRange(None, span.end_ms).filter("time")) \
+        .select(CTX_COLUMNS).sort("time")
+
+
+def attach_asset_ctxs(bars: pl.LazyFrame, ctxs: pl.LazyFrame) -> pl.LazyFrame:
+    """Each bar (sorted by ``t``) gets the latest snapshot at or before ``t``."""
+    renamed = ctxs.rename({name: f"ctx_{name}" for name in CTX_COLUMNS})
+    return bars.join_asof(renamed, left_on="t", right_on="ctx_time", strategy="backward",
+                          check_sortedness=False)
+
+
 def features(lake: Path | str | None, market: str, interval: str,
              start: Instant | None = None, end: Instant | None = None, *,
-             closed_only: bool = True) -> pl.DataFrame:
+             closed_only: bool = True, asset_ctxs: bool = False) -> pl.DataFrame:
     """A frame ready for ML, sorted by ``t``: t, o, h, l, c, v, log_return
     (ln(c_t / c_{t-1}), null for the first bar), funding_rate, funding_apr (rate * 24
     * 365), premium. Funding as of each bar's open, never later (see the module
     docstring); null where the market has no funding that early. ``closed_only``
-    drops bars that were still open when fetched (their close is not final)."""
+    drops bars that were still open when fetched (their close is not final).
+    ``asset_ctxs`` adds the latest asset-context snapshot at or before each open as
+    ``ctx_time``, ``ctx_mark_px``, … ``ctx_prev_day_px`` (null before the first one)."""
     root = _root(lake)
     name = resolve_market(root, "candles", market)
     span = TimeRange.parse(start, end)
@@ -279,4 +311,8 @@ def features(lake: Path | str | None, market: str, interval: str,
         bars = bars.filter(pl.col("x"))
     bars = with_log_return(bars.select("t", "o", "h", "l", "c", "v"))
     joined = attach_funding(bars, funding_as_of(root, name, span))
-    return joined.select(FEATURE_SCHEMA.names()).collect()
+    columns = FEATURE_SCHEMA.names()
+    if asset_ctxs:
+        joined = attach_asset_ctxs(joined, asset_ctxs_as_of(root, name, span))
+        columns += [f"ctx_{c}" for c in CTX_COLUMNS]
+    return joined.select(columns).collect()

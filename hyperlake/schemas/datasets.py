@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from hyperlake.schemas.asset_ctxs import ASSET_CTX_SCHEMA
 from hyperlake.schemas.candles import CANDLE_SCHEMA
 from hyperlake.schemas.funding import FUNDING_SCHEMA
 from hyperlake.schemas.trades import TRADE_SCHEMA
@@ -87,5 +88,7 @@ class DatasetSpec:
 CANDLES = DatasetSpec("candles", "t", CANDLE_SCHEMA, "x", ("market", "interval"))
 FUNDING = DatasetSpec("funding", "time", FUNDING_SCHEMA, None, ("market",))
 TRADES = DatasetSpec("trades", "time", TRADE_SCHEMA, None, ("market",), tiebreak=("tid",))
-DATASET_SPECS: dict[Dataset, DatasetSpec] = {spec.name: spec
-                                             for spec in (CANDLES, FUNDING, TRADES)}
+#: One row per market and snapshot time (``hyperlake update``: ``metaAndAssetCtxs``).
+ASSET_CTXS = DatasetSpec("asset_ctxs", "time", ASSET_CTX_SCHEMA, None, ("market",))
+DATASET_SPECS: dict[Dataset, DatasetSpec] = {
+    spec.name: spec for spec in (CANDLES, FUNDING, TRADES, ASSET_CTXS)}

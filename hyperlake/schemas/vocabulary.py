@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Literal, TypeGuard, get_args
 
 #: What the lake stores, one top-level folder each.
-Dataset = Literal["candles", "funding", "trades"]
+Dataset = Literal["candles", "funding", "trades", "asset_ctxs"]
 DATASETS: tuple[Dataset, ...] = get_args(Dataset)
 #: The datasets whose partitions have no interval level (``<dataset>/market=…/date=…``).
-WITHOUT_INTERVAL: frozenset[Dataset] = frozenset({"trades"})
+WITHOUT_INTERVAL: frozenset[Dataset] = frozenset({"trades", "asset_ctxs"})
 #: The datasets ``hyperlake verify`` checks (bars and funding).
 VERIFIED: tuple[Dataset, ...] = ("candles", "funding")
 

@@ -38,16 +38,16 @@ be a moment stale while another run writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from hyperlake.lake.paths import LakePaths
 from hyperlake.schemas.vocabulary import VERIFIED, Dataset
 from hyperlake.verify.discover import discover, select
-from hyperlake.verify.report import LakeReport
+from hyperlake.verify.report import LakeReport, SeriesId
 from hyperlake.verify.scan import SeriesCheck
 
-__all__ = ["LakeReport", "verify_lake"]
+__all__ = ["LakeReport", "SeriesId", "verify_changed", "verify_lake"]
 
 
 def verify_lake(root: Path, datasets: Iterable[Dataset] = VERIFIED,
@@ -61,3 +61,18 @@ def verify_lake(root: Path, datasets: Iterable[Dataset] = VERIFIED,
     chosen = select(found, market, interval, root)
     return LakeReport(root, [SeriesCheck(paths, sid, sorted(found[sid])).run()
                              for sid in chosen])
+
+
+def verify_changed(root: Path, changed: Mapping[SeriesId, Collection[int]]) -> LakeReport:
+    """Verify only what a run changed: each series' state (ledgers, coverage: cheap,
+    from file names) and the rows of the given UTC days (day numbers) only, so a
+    run at the head of a year-long lake reads a few partitions, not all."""
+    paths = LakePaths(root)
+    sources: dict[SeriesId, set[str]] = {}
+    for dataset in sorted({sid.dataset for sid in changed if sid.dataset in VERIFIED}):
+        for key in paths.state_keys(dataset):
+            sources.setdefault(SeriesId(dataset, key.market, key.interval), set()).add(
+                key.source)
+    return LakeReport(root, [SeriesCheck(paths, sid, sorted(sources.get(sid, ())), days).run()
+                             for sid, days in sorted(changed.items())
+                             if sid.dataset in VERIFIED])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +86,10 @@ def read_partition(folder: Path, columns: list[str]) -> pa.Table:
 class SeriesCheck:
     """Scans one series' partitions in date order and fills its report."""
 
-    def __init__(self, paths: LakePaths, sid: SeriesId, sources: list[str]) -> None:
+    def __init__(self, paths: LakePaths, sid: SeriesId, sources: list[str],
+                 days: Collection[int] | None = None) -> None:
         self.sid = sid
+        self.only_days = None if days is None else set(days)  # UTC day numbers; None: all
         self.key = DATASET_SPECS[sid.dataset].key
         self.funding = sid.dataset == "funding"
         self.columns = _FUNDING_COLUMNS if self.funding else _CANDLE_COLUMNS
@@ -112,6 +115,8 @@ class SeriesCheck:
         by_day = {_day_number(day): f for day, f in self.partitions if day is not None}
         self.row_window = self._row_window([by_day[d] for d in sorted(by_day)])
         days = {d for span in self.confirmed for d in days_of(span)} | set(by_day)
+        if self.only_days is not None:
+            days &= self.only_days
         for day in sorted(days):
             self._day(day, by_day.get(day))
         for date, folder in self.partitions:

@@ -31,6 +31,9 @@ class CandleJob:
     lake: Path
     workers: int = 1
     rate: float | None = None  # requests per second (sources paced by a plan ceiling)
+    #: A small one-worker Dwellir job may run in this process (``update``: many small
+    #: series in one process); False: always in worker processes.
+    in_process: bool = False
 
     @property
     def span(self) -> Span:

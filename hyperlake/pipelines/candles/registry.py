@@ -19,7 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hyperlake.errors import UserError
-from hyperlake.schemas.exchange import DWELLIR_FLOOR_MS, DWELLIR_PLANS, NATIVE_HORIZON
+from hyperlake.schemas.exchange import (
+    CANDLES_PER_WEIGHT,
+    DWELLIR_FLOOR_MS,
+    DWELLIR_PLANS,
+    HYDROMANCER_WEIGHT,
+    INFO_BASE_WEIGHT,
+    NATIVE_HORIZON,
+)
 from hyperlake.schemas.intervals import (
     DWELLIR_INTERVALS,
     HYDROMANCER_INTERVALS,
@@ -51,6 +58,15 @@ class CandleSource:
     serves_open_bucket: bool = True  # False: the still-open bucket is refused, not served
     plans: Mapping[str, int] | None = None  # request-rate ceilings by plan (--plan)
     default_plan: str | None = None
+    #: What a request weighs in the source's budget (None: paced by rate, one candle a
+    #: request), and one more per so many candles answered (None: a flat weight).
+    request_weight: int | None = None
+    candles_per_weight: int | None = None
+
+    def answer_weight(self, candles: int) -> float:
+        """What one request answering ``candles`` candles weighs (for plans)."""
+        extra = candles // self.candles_per_weight if self.candles_per_weight else 0
+        return float((self.request_weight or 0) + extra)
 
     def check(self, interval: str, start_ms: int, end_ms: int, now_ms: int) -> None:
         """Every rule that needs no network; one line naming the field when broken."""
@@ -84,9 +100,18 @@ class CandleSource:
                             f"{format_instant(now_ms)}): end at {format_instant(open_bucket)} "
                             "or earlier")
 
+    def earliest(self, interval: str, now_ms: int) -> int | None:
+        """The first bucket this source can serve now: its archive floor, or the oldest
+        of the most recent ``horizon`` candles; None when it goes back to the start."""
+        bounds = [] if self.floor_ms is None else [self.floor_ms]
+        if self.horizon is not None:
+            bounds.append(shift_buckets(bucket_start(now_ms, interval), interval,
+                                        -(self.horizon - 1)))
+        return max(bounds) if bounds else None
+
     def _check_horizon(self, interval: str, start_ms: int, now_ms: int) -> None:
-        assert self.horizon is not None
-        earliest = shift_buckets(bucket_start(now_ms, interval), interval, -(self.horizon - 1))
+        earliest = self.earliest(interval, now_ms)
+        assert earliest is not None and self.horizon is not None
         if start_ms < earliest:
             deeper = " or ".join(f"{s.name} ({s.depth})" for s in REGISTRY.values()
                                  if s.horizon is None)
@@ -120,10 +145,12 @@ class CandleSource:
 
 HYPERLIQUID = CandleSource(
     name="hyperliquid", intervals=HYPERLIQUID_INTERVALS, depth="the most recent 5000",
-    horizon=NATIVE_HORIZON, fetch_module="hyperlake.pipelines.candles.hyperliquid")
+    horizon=NATIVE_HORIZON, fetch_module="hyperlake.pipelines.candles.hyperliquid",
+    request_weight=INFO_BASE_WEIGHT, candles_per_weight=CANDLES_PER_WEIGHT)
 HYDROMANCER = CandleSource(
     name="hydromancer", intervals=HYDROMANCER_INTERVALS, depth="deep history",
-    key_env="HYPERLAKE_HYDROMANCER_KEY", fetch_module="hyperlake.pipelines.candles.hydromancer")
+    key_env="HYPERLAKE_HYDROMANCER_KEY", fetch_module="hyperlake.pipelines.candles.hydromancer",
+    request_weight=HYDROMANCER_WEIGHT)
 DWELLIR = CandleSource(
     name="dwellir", intervals=DWELLIR_INTERVALS, depth="1s/1m/5m since 2025-07-27",
     key_env="HYPERLAKE_DWELLIR_KEY", floor_ms=DWELLIR_FLOOR_MS, serves_open_bucket=False,

@@ -11,14 +11,12 @@ is known), retried while transient; a window that still fails goes to the ledger
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
-
-import httpx
 
 from hyperlake.lake.checkpoints import ShardWriter
 from hyperlake.lake.ledger import Failure
-from hyperlake.lake.ranges import Span, buckets_in
+from hyperlake.lake.ranges import RangeSet, Span, buckets_in
 from hyperlake.net.info import InfoClient, InfoEndpoint, InfoStats, malformed
 from hyperlake.net.retry import TransientError
 from hyperlake.pipelines.candles.job import CandleJob
@@ -78,17 +76,22 @@ class WindowFetcher:
                 weigh=lambda got: self.api.weight(len(got)))
             answer = self._rows(window, records, self.settings.head(source_ms))
         except TransientError as exc:
-            self.counters.failed += buckets
             return _Answer([], [], [Failure(window, exc.reason)])
         finally:
             self.counters.requests += self.client.stats.requests - before
-        provisional = buckets_in((p.span for p in answer.provisional), self.job.interval)
-        self.counters.fetched += len(answer.rows)
-        self.counters.provisional += provisional
-        self.counters.empty += buckets - len(answer.rows) - provisional
         self.counters.clock_skew_ms = larger_skew(self.counters.clock_skew_ms,
                                                   answer.skew_ms)
         return answer
+
+    def count(self, span: Span, answer: _Answer) -> None:
+        """Add what ``answer`` (restricted to ``span``) says of the span's buckets."""
+        buckets = buckets_in([span], self.job.interval)
+        failed = buckets_in((f.span for f in answer.failures), self.job.interval)
+        provisional = buckets_in((p.span for p in answer.provisional), self.job.interval)
+        self.counters.failed += failed
+        self.counters.fetched += len(answer.rows)
+        self.counters.provisional += provisional
+        self.counters.empty += buckets - failed - len(answer.rows) - provisional
 
     def _rows(self, window: Span, records: list[dict[str, Any]], head: Head) -> _Answer:
         """The window's closed candles, in order. A candle not closed yet is provisional
@@ -122,6 +125,36 @@ class _Answer(NamedTuple):
     failures: list[Failure]  # could not be had
     skew_ms: int = 0
 
+    def within(self, span: Span) -> _Answer:
+        """What the answer says of ``span`` only (a request may cover several spans)."""
+        def clip(entries: list[Failure]) -> list[Failure]:
+            return [Failure(Span(max(e.span.start, span.start), min(e.span.end, span.end)),
+                            e.reason) for e in entries if e.span.overlaps(span)]
+
+        return _Answer([r for r in self.rows if span.start <= r.t < span.end],
+                       clip(self.provisional), clip(self.failures), self.skew_ms)
+
+
+def requests_for(missing: RangeSet, interval: str, size: int,
+                 worth: Callable[[int], bool]) -> list[tuple[Span, list[Span]]]:
+    """The windows to ask (≤ ``size`` buckets each) and the spans each one answers, each
+    span committed as a part of its own. Missing spans close together share a request
+    when ``worth(buckets between them)`` (what the settled buckets in between add to an
+    answer's weight is less than a request of their own: re-checking a provisional
+    bucket just before the new ones costs no extra request)."""
+    out: list[tuple[Span, list[Span]]] = []
+    for span in missing:
+        for window in windows(span, interval, size):
+            if out:
+                ask, spans = out[-1]
+                between = buckets_in([Span(ask.end, window.start)], interval)
+                if buckets_in([Span(ask.start, window.end)], interval) <= size and \
+                        worth(between):
+                    out[-1] = (Span(ask.start, window.end), [*spans, window])
+                    continue
+            out.append((window, [window]))
+    return out
+
 
 def _candle_list(answer: Any) -> list[dict[str, Any]]:
     if not isinstance(answer, list):
@@ -146,20 +179,29 @@ class SnapshotFetch:
         done = 0
         cpu_start = time.process_time()
         stats = InfoStats()
+        import httpx  # here, not at start-up: see net.info
+
         with httpx.Client(timeout=30, verify=self.settings.verify()) as http:
             client = InfoClient(self.api.endpoint(), http, self.settings.backoff(), stats=stats)
             fetcher = WindowFetcher(self.job, self.api, self.settings, client)
+            base = client.endpoint.base_weight
             for item in work:
                 writer = ShardWriter(item.series, item.series.job_folder(item.want) / "shard-000")
-                for span in item.missing:
-                    for window in windows(span, self.job.interval, SNAPSHOT_MAX_CANDLES):
-                        answer = fetcher.fetch(window)
+                for ask, spans in requests_for(item.missing, self.job.interval,
+                                               SNAPSHOT_MAX_CANDLES,
+                                               lambda n: self.api.weight(n) < base):
+                    answer = fetcher.fetch(ask)
+                    for span in spans:
+                        part = answer.within(span)
+                        fetcher.count(span, part)
                         table = candle_table(self.job.market, self.job.interval, self.api.name,
-                                             answer.rows)
-                        writer.commit(window, table, answer.failures, answer.provisional)
-                        done += buckets_in([window], self.job.interval)
-                        fetcher.counters.retried = stats.retried
-                        report(fetcher.counters, done)
+                                             part.rows)
+                        writer.commit(span, table, part.failures, part.provisional)
+                        done += buckets_in([span], self.job.interval)
+                    fetcher.counters.retried = stats.retried
+                    fetcher.counters.weight = stats.weight
+                    report(fetcher.counters, done)
         fetcher.counters.retried = stats.retried
+        fetcher.counters.weight = stats.weight
         fetcher.counters.cpu_seconds = time.process_time() - cpu_start
         return fetcher.counters

@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -97,19 +96,6 @@ class LakeLock:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
-
-
-@contextlib.contextmanager
-def writer_lock(lock_file: Path) -> Iterator[LakeLock]:
-    """The lake's writer lock for a stage: the one this process already holds (a stage
-    run inside a larger run, e.g. ``update`` compacting under its own lock), else
-    acquired here and released at the end (``LakeBusy`` if another process holds it)."""
-    held = LakeLock.held(lock_file)
-    if held is not None:
-        yield held
-        return
-    with LakeLock(lock_file) as lock:
-        yield lock
 
 
 def _read_holder(fd: int) -> str:

@@ -11,7 +11,7 @@ from hyperlake.errors import UserError
 from hyperlake.lake.atomic import sweep_temporaries
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.compaction import CompactionStats, compact_group
-from hyperlake.lake.lock import writer_lock
+from hyperlake.lake.lock import LakeLock
 from hyperlake.lake.paths import LakePaths
 from hyperlake.schemas.datasets import DATASET_SPECS
 from hyperlake.schemas.vocabulary import DATASETS, SOURCES, Dataset
@@ -57,7 +57,7 @@ def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
     paths = LakePaths(job.lake)
     started = time.monotonic()
     stats = CompactionStats()
-    with writer_lock(paths.lock_file):
+    with LakeLock(paths.lock_file):  # re-entrant: update compacts under its own hold
         for dataset in job.datasets:
             if job.groups is not None and not any(g[0] == dataset for g in job.groups):
                 continue

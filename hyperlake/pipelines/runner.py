@@ -118,22 +118,16 @@ class ExtractRun:
 
     def __init__(self, lake: Path) -> None:
         self.paths = LakePaths(lake)
-        self._lock = LakeLock(self.paths.lock_file)
-        self._owned = True  # False: the lock belongs to a caller in this process
+        self._lock = LakeLock(self.paths.lock_file)  # re-entrant: shared with a caller's
         self.quarantined: list[Quarantined] = []  # broken parts moved aside by ``plan``
 
     def __enter__(self) -> ExtractRun:
-        held = LakeLock.held(self.paths.lock_file)  # a caller took it already (update)
-        if held is None:
-            self._lock.acquire()
-        else:
-            self._lock, self._owned = held, False
+        self._lock.acquire()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._owned:
-            self._lock.release()
+        self._lock.release()
 
     def plan(self, targets: Iterable[tuple[SeriesKey, Span]]) -> list[Work]:
         """What is missing of each target, from the files (after sweeping leftovers and

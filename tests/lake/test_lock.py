@@ -6,22 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hyperlake.lake.lock import LakeBusy, LakeLock
-
-HOLDER = """
-import sys, time
-from pathlib import Path
-from hyperlake.lake.lock import LakeLock
-LakeLock(Path(sys.argv[1])).acquire()
-print("held", flush=True)
-time.sleep(120)
-"""
+from tests.lake.lock_support import held_elsewhere
 
 
 @pytest.fixture
@@ -32,15 +23,8 @@ def lock_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def holder(lock_file: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process holding the lock."""
-    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_file)],
-                               stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "held"
-    yield process
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=10)
-    process.stdout.close()
+    with held_elsewhere(lock_file) as process:
+        yield process
 
 
 def test_a_second_process_is_refused_with_exit_code_3(lock_file: Path,

@@ -38,6 +38,7 @@ from hyperlake.schemas.funding import FundingRow, funding_table
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
 from hyperlake.schemas.records import TS
 from hyperlake.schemas.vocabulary import is_dataset
+from tests.lake.lock_support import held_elsewhere
 
 T0 = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 DAYS = 30
@@ -433,16 +434,6 @@ def test_a_kill_while_recording_coverage_leaves_no_temporary_behind(tmp_path: Pa
 
 # -- the lock --------------------------------------------------------------------------
 
-HOLD_LOCK = """
-import sys
-from pathlib import Path
-from hyperlake.lake.lock import LakeLock
-from hyperlake.lake.paths import LakePaths
-lock = LakeLock(LakePaths(Path(sys.argv[1])).lock_file)
-lock.acquire()
-print("held", flush=True)
-sys.stdin.read()
-"""
 
 
 def snapshot(lake: Path) -> dict[str, tuple[str, int, int]]:
@@ -471,15 +462,8 @@ def lock_holder(tmp_path: Path) -> Iterator[Holder]:
     """A lake with a checkpoint, its lock held by another process until released."""
     lake = tmp_path / "lake"
     one_day_lake(lake, FETCH, seed=1)
-    process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lake)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    holder = Holder(lake, process)
-    try:
-        assert process.stdout is not None and process.stdout.readline().strip() == "held"
-        yield holder
-    finally:
-        if process.poll() is None:
-            holder.release()
+    with held_elsewhere(LakePaths(lake).lock_file) as process:
+        yield Holder(lake, process)
 
 
 def test_a_held_lake_lock_exits_3_with_one_line_touching_nothing(lock_holder: Holder) -> None:

@@ -15,6 +15,7 @@ from hyperlake.cli import main
 from hyperlake.emulator.server import Emulator
 from hyperlake.pipelines.update.config import environment, key_lines, load_config
 from hyperlake.pipelines.update.example import EXAMPLE
+from hyperlake.schemas.exchange import HISTORY_FROM_MS
 from tests.conftest import NOW_MS
 
 OK = '''\
@@ -191,6 +192,16 @@ def test_the_environment_overrides_the_file_and_keys_come_from_named_variables(
                                "HYPERLAKE_DWELLIR_KEY": "secret-2", "MY_DWELLIR": "secret-1"})
     assert env["HYPERLAKE_HYPERLIQUID_URL"] == "http://env:2"
     assert env["HYPERLAKE_DWELLIR_KEY"] == "secret-2"
+
+
+def test_a_start_before_the_exchanges_first_data_plans_from_it(tmp_path: Path) -> None:
+    path = tmp_path / "hyperlake.toml"
+    path.write_text('[markets]\nlist = ["BTC"]\n[candles]\nstart = "2001-01-01"\n'
+                    '[candles.hyperliquid]\nintervals = ["1h"]\n'
+                    '[funding]\nstart = "2001-01-01"\n')
+    config = load_config(path, NOW_MS)
+    assert config.funding_start.resolve(NOW_MS, "1h") == HISTORY_FROM_MS
+    assert config.candles[0].start.resolve(NOW_MS, "1d") == HISTORY_FROM_MS  # a day's start
 
 
 def test_print_config_shows_the_effective_values_with_keys_masked(tmp_path: Path) -> None:

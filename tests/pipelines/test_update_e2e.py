@@ -226,7 +226,7 @@ def test_eight_concurrent_updates_leave_one_writer_and_an_intact_lake(
         make_emulator: StartEmulator, tmp_path: Path, reference: Path) -> None:
     emu = slow_emulator(make_emulator, 0.5)
     lake = tmp_path / "lake"
-    seed_universe(emu, lake)
+    seed_universe(emu)
     config = write_config(tmp_path, SLOW.format(lake=lake))
     processes = [start_update(config, update_env(emu, NOW)) for _ in range(8)]
     outcomes = [(p.wait(timeout=120), *p.communicate()) for p in processes]
@@ -244,7 +244,7 @@ def test_kill_minus_9_mid_update_then_update_lands_the_same_lake(
         make_emulator: StartEmulator, tmp_path: Path, reference: Path) -> None:
     emu = slow_emulator(make_emulator, 0.3)
     lake = tmp_path / "lake"
-    seed_universe(emu, lake)
+    seed_universe(emu)
     config = write_config(tmp_path, SLOW.format(lake=lake))
     process = start_update(config, update_env(emu, NOW))
     def parts() -> list[Path]:

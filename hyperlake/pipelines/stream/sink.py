@@ -123,6 +123,6 @@ class StreamSink:
             os.close(fd)
 
     def write_status(self, status: dict[str, Any]) -> Path:
-        path = self.paths.state / "stream" / "status.json"
+        path = self.paths.stream_status
         write_bytes_atomic(path, orjson.dumps(status, option=orjson.OPT_INDENT_2))
         return path

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeGuard
 
 from hyperlake.errors import UserError
 from hyperlake.pipelines.candles.registry import MAX_RATE, MIN_RATE, REGISTRY
+from hyperlake.schemas.exchange import HISTORY_FROM_MS
 from hyperlake.schemas.intervals import bucket_start, is_interval
 from hyperlake.schemas.times import format_instant, parse_duration, parse_instant
 from hyperlake.schemas.vocabulary import SOURCES, Source, is_source
@@ -44,9 +45,11 @@ class Start:
     lookback_ms: int | None = None
 
     def resolve(self, now_ms: int, interval: str) -> int:
-        """The first bucket of ``interval`` to keep, as of ``now_ms``."""
+        """The first bucket of ``interval`` to keep, as of ``now_ms``: never before the
+        exchange's first data (a plan, or a gap ledger, reaching back to 1970 would
+        only ask for nothing)."""
         at = self.at_ms if self.at_ms is not None else now_ms - (self.lookback_ms or 0)
-        return bucket_start(max(0, at), interval)
+        return bucket_start(max(HISTORY_FROM_MS, at), interval)
 
 
 #: Where history starts when the file does not say.

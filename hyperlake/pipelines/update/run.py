@@ -40,7 +40,7 @@ from hyperlake.pipelines.candles.registry import source as registered
 from hyperlake.pipelines.funding import FundingFetch, FundingJob
 from hyperlake.pipelines.runner import Counters, ExtractRun, OnProgress
 from hyperlake.pipelines.settings import SourceSettings
-from hyperlake.pipelines.universe import Market, cached_universe, load_universe
+from hyperlake.pipelines.universe import Market, cache_folder, cached_universe, load_universe
 from hyperlake.pipelines.update import contexts, markets
 from hyperlake.pipelines.update.config import UpdateConfig
 from hyperlake.pipelines.update.plan import (
@@ -136,14 +136,14 @@ class UpdateRun:
     def prepare(self) -> UpdatePlan:
         """The markets (the universe, and the contexts when ranking by volume) and what
         each series misses, from the files. No other request."""
-        universe = cached_universe(self.settings.hyperliquid_url, self.paths.state)
+        universe = cached_universe(self.settings.hyperliquid_url, cache_folder())
         volume = None
         if universe is None or self.config.markets.select == "top":
             import httpx  # only when something must be asked (see net.info)
 
             with httpx.Client(timeout=30, verify=self.settings.verify()) as http:
                 if universe is None:
-                    universe = load_universe(self.settings.hyperliquid_url, self.paths.state,
+                    universe = load_universe(self.settings.hyperliquid_url, cache_folder(),
                                              http, budget=self.settings.hyperliquid_budget())
                 if self.config.markets.select == "top":
                     pool = markets.candidates(universe, self.config.markets)

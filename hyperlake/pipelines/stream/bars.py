@@ -31,10 +31,17 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
+from functools import partial
 from heapq import heappop, heappush
-from typing import NamedTuple
+from math import fsum
+from typing import Any, NamedTuple
 
-from hyperlake.pipelines.stream.trades import SIZE_SCALE, TradeBatch, size_units
+from hyperlake.pipelines.stream.trades import (
+    FLOAT_SIZE_LIMIT,
+    SIZE_SCALE,
+    TradeBatch,
+    size_units,
+)
 from hyperlake.schemas.candles import CandleRow
 from hyperlake.schemas.intervals import (
     FIXED_STEP_MS,
@@ -61,48 +68,52 @@ class Bar(NamedTuple):
 #: o, (time, tid) of the closing trade, c, h, l, volume in 10**-8 units, n). A plain
 #: tuple: it is built once per frame on the hot path.
 _Summary = tuple[tuple[int, int], float, tuple[int, int], float, float, float, int, int]
-#: A bucket's key in a book, and its entry in the book's heaps.
+#: The running state of one bar: a summary's eight fields (as a list, in that order:
+#: built from a summary in one C call, updated in place), then its emissions so far
+#: minus one and the ``fetched_at`` of the last one. Index constants would cost a
+#: global lookup each on the hot path, so the code spells the indices; see _merge.
+_Bucket = list[Any]
+_REVISION, _STAMPED = 8, 9
+#: A bucket's key, as dirty and missed sets hold it.
 _Key = tuple[int, str]  # (open ms, coin)
 
+_new_row = partial(tuple.__new__, CandleRow)  # CandleRow(...) without its Python __new__
+_new_bar = partial(tuple.__new__, Bar)
 
-class _Bucket:
-    """The running state of one bar."""
 
-    __slots__ = ("c", "first", "h", "l", "last", "n", "o", "revision", "stamped", "units")
+def _bucket(part: _Summary) -> _Bucket:
+    return [*part, -1, -1]  # not emitted yet; stamped before any clock
 
-    def __init__(self, part: _Summary) -> None:
-        self.first, self.o, self.last, self.c, self.h, self.l, self.units, self.n = part
-        self.revision = -1  # emissions so far, minus one
-        self.stamped = -1  # fetched_at of the last emission
 
-    def merge(self, part: _Summary) -> None:
-        first, o, last, c, high, low, units, n = part
-        if first < self.first:
-            self.first, self.o = first, o
-        if last > self.last:
-            self.last, self.c = last, c
-        if high > self.h:
-            self.h = high
-        if low < self.l:
-            self.l = low
-        self.units += units
-        self.n += n
-
-    def row(self, open_ms: int, close_ms: int, closed: bool, fetched_at: int) -> CandleRow:
-        return CandleRow(open_ms, close_ms, self.o, self.h, self.l, self.c,
-                         self.units / SIZE_SCALE, None, self.n, closed, fetched_at)
+def _merge(bucket: _Bucket, part: _Summary) -> None:
+    """Fold a summary into a bucket (indices as in _Summary)."""
+    first, o, last, c, high, low, units, n = part
+    if first < bucket[0]:
+        bucket[0] = first
+        bucket[1] = o
+    if last > bucket[2]:
+        bucket[2] = last
+        bucket[3] = c
+    if high > bucket[4]:
+        bucket[4] = high
+    if low < bucket[5]:
+        bucket[5] = low
+    bucket[6] += units
+    bucket[7] += n
 
 
 class _Book:
     """The buckets of one interval, for every coin.
 
     Two watermarks split bucket opens into open (≥ ``closed_before``), closed but kept
-    for late trades (≥ ``dropped_before``) and forgotten. ``buckets`` holds the first
-    two kinds; ``pending`` (open) and ``kept`` (closed) are heaps of the same keys, so
-    closing and dropping take the oldest first without scanning anything."""
+    for late trades (≥ ``dropped_before``) and forgotten. ``opens`` maps each open
+    time of the first two kinds to its buckets by coin (a *generation*: they close
+    and are dropped together); ``pending`` (open) and ``kept`` (closed) are heaps of
+    those open times, so closing and dropping take the oldest first without scanning
+    anything, once per generation rather than once per coin."""
 
-    __slots__ = ("buckets", "closed_before", "dirty", "dropped_before", "interval", "kept",
-                 "late", "missed", "offset", "pending", "step", "too_late")
+    __slots__ = ("closed_before", "dirty", "dropped_before", "interval", "kept", "late",
+                 "missed", "offset", "opens", "pending", "step", "too_late")
 
     def __init__(self, interval: str, closed_before: int, dropped_before: int) -> None:
         self.interval = interval
@@ -112,9 +123,9 @@ class _Book:
         self.offset = bucket_start(0, interval) % self.step if self.step else 0
         self.closed_before = closed_before
         self.dropped_before = dropped_before
-        self.buckets: dict[_Key, _Bucket] = {}
-        self.pending: list[_Key] = []
-        self.kept: list[_Key] = []
+        self.opens: dict[int, dict[str, _Bucket]] = {}
+        self.pending: list[int] = []
+        self.kept: list[int] = []
         self.dirty: set[_Key] = set()  # closed buckets changed by late trades
         self.late = 0
         self.too_late = 0
@@ -130,25 +141,24 @@ class _Book:
         return open_ms + self.step if self.step else next_bucket(open_ms, self.interval)
 
     def merge(self, coin: str, open_ms: int, part: _Summary) -> None:
-        key = (open_ms, coin)
-        bucket = self.buckets.get(key)
-        if open_ms >= self.closed_before:
-            if bucket is None:
-                self.buckets[key] = _Bucket(part)
-                heappush(self.pending, key)
+        """Fold ``part`` into the bucket of (``open_ms``, ``coin``): open, closed (a
+        late trade: re-emitted) or dropped (too late: counted, not applied)."""
+        if open_ms < self.closed_before:
+            if open_ms < self.dropped_before:
+                self.too_late += part[7]
+                self.missed.add((open_ms, coin))
                 return
-        elif open_ms >= self.dropped_before:
             self.late += part[7]
-            self.dirty.add(key)
-            if bucket is None:
-                self.buckets[key] = _Bucket(part)
-                heappush(self.kept, key)
-                return
+            self.dirty.add((open_ms, coin))
+        generation = self.opens.get(open_ms)
+        if generation is None:
+            generation = self.opens[open_ms] = {}
+            heappush(self.pending if open_ms >= self.closed_before else self.kept, open_ms)
+        bucket = generation.get(coin)
+        if bucket is None:
+            generation[coin] = _bucket(part)
         else:
-            self.too_late += part[7]
-            self.missed.add(key)
-            return
-        bucket.merge(part)
+            _merge(bucket, part)
 
     def add_spanning(self, coin: str, batch: TradeBatch) -> None:
         """Trades of a time-sorted batch that may span several buckets: one slice each."""
@@ -166,25 +176,32 @@ class _Book:
             return
         self.closed_before = closed_before
         pending = self.pending
-        while pending and pending[0][0] < closed_before:
-            key = heappop(pending)
-            heappush(self.kept, key)
-            out.append(self.emit(key, now_ms))
+        while pending and pending[0] < closed_before:
+            open_ms = heappop(pending)
+            heappush(self.kept, open_ms)
+            generation = self.opens[open_ms]
+            close_ms = self.end(open_ms) - 1
+            for coin in sorted(generation):
+                out.append(self.emit(coin, open_ms, close_ms, generation[coin], now_ms))
 
     def correct(self, now_ms: int, out: list[Bar]) -> None:
         """Emit again the closed buckets late trades changed."""
         if self.dirty:
-            out.extend(self.emit(key, now_ms) for key in sorted(self.dirty))
+            for open_ms, coin in sorted(self.dirty):
+                out.append(self.emit(coin, open_ms, self.end(open_ms) - 1,
+                                     self.opens[open_ms][coin], now_ms))
             self.dirty.clear()
 
-    def emit(self, key: _Key, now_ms: int) -> Bar:
-        """The closed bar of ``key``: its next revision, stamped after the last one."""
-        open_ms, coin = key
-        bucket = self.buckets[key]
-        bucket.revision += 1
-        bucket.stamped = now_ms if now_ms > bucket.stamped else bucket.stamped + 1
-        row = bucket.row(open_ms, self.end(open_ms) - 1, True, bucket.stamped)
-        return Bar(coin, self.interval, row, bucket.revision)
+    def emit(self, coin: str, open_ms: int, close_ms: int, bucket: _Bucket,
+             now_ms: int) -> Bar:
+        """The closed bar of a bucket: its next revision, stamped after the last one."""
+        revision = bucket[_REVISION] = bucket[_REVISION] + 1
+        stamped = bucket[_STAMPED]
+        stamped = bucket[_STAMPED] = now_ms if now_ms > stamped else stamped + 1
+        _, o, _, c, h, low, units, n = bucket[:_REVISION]
+        row = _new_row((open_ms, close_ms, o, h, low, c, units / SIZE_SCALE, None, n, True,
+                        stamped))
+        return _new_bar((coin, self.interval, row, revision))
 
     def drop(self, dropped_before: int) -> None:
         """Forget the closed buckets that open before ``dropped_before``."""
@@ -192,8 +209,20 @@ class _Book:
             return
         self.dropped_before = dropped_before
         kept = self.kept
-        while kept and kept[0][0] < dropped_before:
-            del self.buckets[heappop(kept)]
+        while kept and kept[0] < dropped_before:
+            del self.opens[heappop(kept)]
+
+    def open_bars(self, now_ms: int) -> list[Bar]:
+        """The open buckets as bars (``x`` false, ``fetched_at`` ``now_ms``)."""
+        out = []
+        for open_ms in sorted(self.pending):
+            generation, close_ms = self.opens[open_ms], self.end(open_ms) - 1
+            for coin in sorted(generation):
+                _, o, _, c, h, low, units, n = generation[coin][:_REVISION]
+                row = CandleRow(open_ms, close_ms, o, h, low, c, units / SIZE_SCALE, None, n,
+                                False, now_ms)
+                out.append(Bar(coin, self.interval, row, 0))
+        return out
 
     def next_change(self, grace_ms: int, retention_ms: int) -> int:
         """The earliest clock at which either watermark moves."""
@@ -247,11 +276,12 @@ class BarAggregator:
                 if last_ms < open_ms + step:
                     if whole is None:
                         whole = _summarise(batch, 0, count)
-                    bucket = book.buckets.get((open_ms, coin))
+                    generation = book.opens.get(open_ms)
+                    bucket = None if generation is None else generation.get(coin)
                     if bucket is None or open_ms < book.closed_before:
                         book.merge(coin, open_ms, whole)
                     else:
-                        bucket.merge(whole)  # the usual case: the coin's open bar
+                        _merge(bucket, whole)  # the usual case: the coin's open bar
                     continue
             book.add_spanning(coin, batch)
 
@@ -263,8 +293,12 @@ class BarAggregator:
         the retention window are dropped. ``fetched_at`` is ``now_ms`` (or one past a
         bar's previous emission, should the clock step back)."""
         books = self._books
-        if now_ms < self._wake_ms and not any(book.dirty for book in books):
-            return []  # no watermark moves yet: the usual answer to a frequent poll
+        if now_ms < self._wake_ms:
+            for book in books:
+                if book.dirty:
+                    break
+            else:
+                return []  # no watermark moves yet: the usual answer to a frequent poll
         bars: list[Bar] = []
         closing, dropping = now_ms - self.grace_ms, now_ms - self.grace_ms - self.retention_ms
         for book in books:
@@ -280,14 +314,12 @@ class BarAggregator:
     def open_bars(self, now_ms: int) -> list[Bar]:
         """The bars not closed yet (``x`` false, ``fetched_at`` ``now_ms``), for a live
         view or a flush on shutdown; they stay open here."""
-        return [Bar(coin, book.interval, book.buckets[(open_ms, coin)].row(
-                    open_ms, book.end(open_ms) - 1, False, now_ms), 0)
-                for book in self._books for open_ms, coin in sorted(book.pending)]
+        return [bar for book in self._books for bar in book.open_bars(now_ms)]
 
     def next_deadline(self) -> int | None:
         """The earliest deadline among open buckets (when :meth:`close_due` will next
         have a bar to close); None when nothing is open."""
-        deadlines = [book.end(book.pending[0][0]) + self.grace_ms
+        deadlines = [book.end(book.pending[0]) + self.grace_ms
                      for book in self._books if book.pending]
         return min(deadlines, default=None)
 
@@ -314,7 +346,8 @@ class BarAggregator:
 
     def held_buckets(self) -> int:
         """Buckets in memory, open and closed (what the retention bound is about)."""
-        return sum(len(book.buckets) for book in self._books)
+        return sum(len(generation) for book in self._books
+                   for generation in book.opens.values())
 
 
 def _in_time_order(batch: TradeBatch) -> TradeBatch:
@@ -324,20 +357,30 @@ def _in_time_order(batch: TradeBatch) -> TradeBatch:
 
 def _summarise(batch: TradeBatch, lo: int, hi: int) -> _Summary:
     """The summary of trades [lo, hi) of a batch sorted by time; among trades of equal
-    time, the lowest tid opens and the highest closes."""
+    time, the lowest tid opens and the highest closes (found without looking at the
+    group when the slice's end trade has the lowest or highest tid of all the slice,
+    as when tids rise within the frame)."""
     times, tids, px = batch.times, batch.tids, batch.px
-    if hi - lo == 1 and batch.units is None:  # a lone trade (its size is below the limit)
+    exact = batch.units
+    if hi - lo == 1 and exact is None:  # a lone trade (its size is below the limit)
         key, price = (times[lo], tids[lo]), px[lo]
         return key, price, key, price, price, price, round(batch.sz[lo] * SIZE_SCALE), 1
     if lo == 0 and hi == len(times):
-        prices, sizes = px, batch.sz
+        prices, sizes, ids = px, batch.sz, tids
     else:
-        prices, sizes = px[lo:hi], batch.sz[lo:hi]
-    exact = batch.units
-    units = size_units(sizes) if exact is None else sum(exact[lo:hi])
-    single = hi - lo == 1
-    first = lo if single or times[lo] != times[lo + 1] else _opening(times, tids, lo, hi)
-    last = hi - 1 if single or times[hi - 1] != times[hi - 2] else _closing(times, tids, lo, hi)
+        prices, sizes, ids = px[lo:hi], batch.sz[lo:hi], tids[lo:hi]
+    if exact is not None:
+        units = sum(exact[lo:hi])
+    else:
+        total = fsum(sizes)
+        units = round(total * SIZE_SCALE) if total < FLOAT_SIZE_LIMIT else size_units(sizes)
+    if hi - lo == 1:
+        first = last = lo
+    else:
+        first = (lo if times[lo] != times[lo + 1] or tids[lo] == min(ids)
+                 else _opening(times, tids, lo, hi))
+        last = (hi - 1 if times[hi - 1] != times[hi - 2] or tids[hi - 1] == max(ids)
+                else _closing(times, tids, lo, hi))
     return ((times[first], tids[first]), px[first], (times[last], tids[last]), px[last],
             max(prices), min(prices), units, hi - lo)
 

@@ -51,10 +51,21 @@ DEFAULT_HORIZON_MS = 5 * MINUTE_MS
 @dataclass(slots=True)
 class _CoinMemory:
     newest: int = -(1 << 62)  # W: newest exchange time admitted (none yet: admit all)
-    tids: set[int] = field(default_factory=set)
     # (W right after the frame was admitted, ids it admitted), in admission order:
     # the keys never decrease, so eviction pops from the left.
     frames: deque[tuple[int, list[int]]] = field(default_factory=deque)
+
+    def ids_since(self, earliest: int) -> set[int]:
+        """The remembered ids a trade at ``earliest`` or later can repeat: those of the
+        frames whose key is ≥ ``earliest`` (a copy has its original's time, and a
+        frame's key is ≥ every time in it), newest first, so a replay of the last
+        trades reads only the last few frames."""
+        ids: set[int] = set()
+        for key, tids in reversed(self.frames):
+            if key < earliest:
+                break
+            ids.update(tids)
+        return ids
 
 
 class TradeDeduper:
@@ -73,32 +84,27 @@ class TradeDeduper:
         """The trades of ``batch`` not admitted before, in frame order (the batch
         itself when all are new). A frame wholly newer than the coin's newest trade
         cannot repeat anything seen (a copy has its original's time), so the usual
-        case costs one pass to remember its ids and no lookup."""
+        case looks nothing up: it only checks that no id comes twice in the frame."""
         tids = batch.tids
         if not tids:
             return batch
         memory = self._coins.get(batch.coin)
         if memory is None:
             memory = self._coins[batch.coin] = _CoinMemory()
-        seen = memory.tids
-        earliest = batch.times[0] if batch.ordered else min(batch.times)
-        if earliest > memory.newest or (earliest >= memory.newest - self.horizon_ms
-                                        and seen.isdisjoint(tids)):
-            before = len(seen)
-            seen.update(tids)
-            if len(seen) - before == len(tids):
-                self._remember(memory, batch)
-                return batch  # all new
-            seen.difference_update(tids)  # a tid twice within the frame: sort it out below
-        kept = self._filter(batch, memory, memory.newest - self.horizon_ms)
-        if kept:
-            seen.update(kept.tids)
-            self._remember(memory, kept)
+        times = batch.times
+        earliest = times[0] if batch.ordered else min(times)
+        if earliest > memory.newest and (len(tids) == 1 or len(set(tids)) == len(tids)):
+            kept = batch  # all new
+        else:
+            kept = self._filter(batch, memory.ids_since(earliest),
+                                memory.newest - self.horizon_ms)
+            if not kept:
+                return kept
+        self._remember(memory, kept)
         return kept
 
     def _remember(self, memory: _CoinMemory, kept: TradeBatch) -> None:
-        """Record a frame's admitted ids (already in the set) and evict what fell
-        behind the horizon."""
+        """Record a frame's admitted ids and evict what fell behind the horizon."""
         newest = kept.latest
         if newest > memory.newest:
             memory.newest = newest
@@ -107,15 +113,21 @@ class TradeDeduper:
         floor = memory.newest - self.horizon_ms
         if frames[0][0] < floor - self._slack_ms:  # forget in batches, not frame by frame
             while frames[0][0] < floor:
-                memory.tids.difference_update(frames.popleft()[1])
+                frames.popleft()
 
-    def _filter(self, batch: TradeBatch, memory: _CoinMemory, floor: int) -> TradeBatch:
+    def _filter(self, batch: TradeBatch, seen: set[int], floor: int) -> TradeBatch:
+        """The trades of ``batch`` neither stale (before ``floor``) nor in ``seen``
+        nor earlier in the frame."""
+        tids = batch.tids
+        if (seen.isdisjoint(tids) and min(batch.times) >= floor
+                and len(set(tids)) == len(tids)):
+            return batch  # overlaps in time only (a block split over two frames)
         keep: list[int] = []
         taken: set[int] = set()
-        for index, (tid, time) in enumerate(zip(batch.tids, batch.times, strict=True)):
+        for index, (tid, time) in enumerate(zip(tids, batch.times, strict=True)):
             if time < floor:
                 self.stale += 1
-            elif tid in memory.tids or tid in taken:
+            elif tid in seen or tid in taken:
                 self.duplicates += 1
             else:
                 keep.append(index)
@@ -124,4 +136,4 @@ class TradeDeduper:
 
     def remembered(self) -> int:
         """How many trade ids are held (the memory the bound is about)."""
-        return sum(len(memory.tids) for memory in self._coins.values())
+        return sum(len(tids) for memory in self._coins.values() for _, tids in memory.frames)

@@ -33,11 +33,10 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from functools import partial
 from heapq import heappop, heappush
-from math import fsum
 from typing import Any, NamedTuple
 
 from hyperlake.pipelines.stream.trades import (
-    FLOAT_SIZE_LIMIT,
+    PLAIN_SUM_LIMIT,
     SIZE_SCALE,
     TradeBatch,
     size_units,
@@ -85,8 +84,8 @@ def _bucket(part: _Summary) -> _Bucket:
     return [*part, -1, -1]  # not emitted yet; stamped before any clock
 
 
-def _merge(bucket: _Bucket, part: _Summary) -> None:
-    """Fold a summary into a bucket (indices as in _Summary)."""
+def _merge(bucket: _Bucket, part: _Summary | _Bucket) -> None:
+    """Fold a summary (or a carry's part: the same eight fields) into a bucket."""
     first, o, last, c, high, low, units, n = part
     if first < bucket[0]:
         bucket[0] = first
@@ -160,8 +159,34 @@ class _Book:
         else:
             _merge(bucket, part)
 
-    def add_spanning(self, coin: str, batch: TradeBatch) -> None:
-        """Trades of a time-sorted batch that may span several buckets: one slice each."""
+    def fold(self, coin: str, batch: TradeBatch, part: _Summary | None) -> _Summary | None:
+        """Apply a time-sorted batch; returns the whole batch's summary if it was
+        needed (``part``: the summary already made, if any). The usual batch lies in
+        one open bucket: summarised once, merged right here; anything else (a batch
+        across a boundary, a late one, months) goes by way of add_slices."""
+        step = self.step
+        if step:
+            times = batch.times
+            first_ms = times[0]
+            open_ms = first_ms - (first_ms - self.offset) % step
+            if times[-1] < open_ms + step and open_ms >= self.closed_before:
+                if part is None:
+                    part = _summarise(batch, 0, len(times))
+                generation = self.opens.get(open_ms)
+                if generation is None:
+                    self.opens[open_ms] = {coin: _bucket(part)}
+                    heappush(self.pending, open_ms)
+                elif (bucket := generation.get(coin)) is None:
+                    generation[coin] = _bucket(part)
+                else:
+                    _merge(bucket, part)
+                return part
+        self.add_slices(coin, batch)
+        return part
+
+    def add_slices(self, coin: str, batch: TradeBatch) -> None:
+        """Trades of a time-sorted batch, which may span several buckets: one slice
+        each, merged whatever the bucket's state."""
         times = batch.times
         count, lo = len(times), 0
         while lo < count:
@@ -230,6 +255,37 @@ class _Book:
                    self.end(self.dropped_before) + grace_ms + retention_ms)
 
 
+class _Carry:
+    """A coin's trades not yet folded into its open buckets of the coarser intervals.
+
+    While a coin's frames fall within one bucket of every coarser interval (the
+    *window*: the intersection of those buckets, all open), each frame's summary is
+    merged here once instead of into each of them; the sum goes into every one of
+    them when a frame falls outside the window, and before anything reads them
+    (closing a coarser bucket, the open bars). Merging is associative and
+    commutative (o/c by the least/greatest (time, tid), h/l by max/min, v and n by
+    sums), so the bars are the same as if each frame had been merged into each."""
+
+    __slots__ = ("buckets", "end", "part", "start")
+
+    def __init__(self, start: int, end: int, buckets: list[_Bucket]) -> None:
+        self.start, self.end = start, end  # the window [start, end)
+        self.buckets = buckets
+        self.part: _Bucket | None = None  # the trades carried, as a summary's fields
+
+    def carry(self, part: _Summary) -> None:
+        if self.part is None:
+            self.part = list(part)
+        else:
+            _merge(self.part, part)
+
+    def flush(self) -> None:
+        if self.part is not None:
+            for bucket in self.buckets:
+                _merge(bucket, self.part)
+            self.part = None
+
+
 class BarAggregator:
     """Bars of ``intervals`` for every coin fed to :meth:`add`; see the module docstring.
 
@@ -250,6 +306,12 @@ class BarAggregator:
         self._books = [_Book(name, bucket_start(start_ms - grace_ms, name),
                              bucket_start(start_ms - grace_ms - retention_ms, name))
                        for name in names]
+        # The finest interval takes every frame itself (its bucket changes about as
+        # often as frames come); the others take theirs through a per-coin _Carry.
+        finest = min(self._books, key=lambda book: book.step or 1 << 62)
+        self._coarse = [book for book in self._books if book is not finest]
+        self._finest = finest
+        self._carries: dict[str, _Carry] = {}
         self._wake_ms = self._next_wake()
 
     @property
@@ -259,31 +321,45 @@ class BarAggregator:
     # -- feeding --------------------------------------------------------------------
 
     def add(self, batch: TradeBatch) -> None:
-        """Apply one frame's (deduplicated) trades to every interval's buckets."""
+        """Apply one frame's (deduplicated) trades to every interval's buckets: the
+        finest interval's directly, the others' through the coin's carry (_Carry)
+        while the frame lies within its window."""
         times = batch.times
-        count = len(times)
-        if not count:
+        if not times:
             return
         if not batch.ordered:
             batch = _in_time_order(batch)
             times = batch.times
-        coin, first_ms, last_ms = batch.coin, times[0], times[-1]
-        whole: _Summary | None = None  # the frame's summary, when it fits one bucket
-        for book in self._books:
-            step = book.step
-            if step:
-                open_ms = first_ms - (first_ms - book.offset) % step
-                if last_ms < open_ms + step:
-                    if whole is None:
-                        whole = _summarise(batch, 0, count)
-                    generation = book.opens.get(open_ms)
-                    bucket = None if generation is None else generation.get(coin)
-                    if bucket is None or open_ms < book.closed_before:
-                        book.merge(coin, open_ms, whole)
-                    else:
-                        _merge(bucket, whole)  # the usual case: the coin's open bar
-                    continue
-            book.add_spanning(coin, batch)
+        coin = batch.coin
+        part = self._finest.fold(coin, batch, None)
+        if not self._coarse:
+            return
+        carry = self._carries.get(coin)
+        if carry is not None:
+            if carry.start <= times[0] and times[-1] < carry.end:
+                carry.carry(_summarise(batch, 0, len(times)) if part is None else part)
+                return
+            carry.flush()
+            del self._carries[coin]
+        for book in self._coarse:
+            part = book.fold(coin, batch, part)
+        self._open_carry(coin, times[-1])
+
+    def _open_carry(self, coin: str, ms: int) -> None:
+        """A carry for ``coin`` over its coarser buckets holding ``ms`` (which exist:
+        a trade at ``ms`` was just merged), if all are open."""
+        buckets, start, end = [], 0, 1 << 62
+        for book in self._coarse:
+            open_ms = book.start(ms)
+            if open_ms < book.closed_before:
+                return
+            buckets.append(book.opens[open_ms][coin])
+            start, end = max(start, open_ms), min(end, book.end(open_ms))
+        self._carries[coin] = _Carry(start, end, buckets)
+
+    def _flush_carries(self) -> None:
+        for carry in self._carries.values():
+            carry.flush()
 
     # -- emitting -------------------------------------------------------------------
 
@@ -301,6 +377,9 @@ class BarAggregator:
                 return []  # no watermark moves yet: the usual answer to a frequent poll
         bars: list[Bar] = []
         closing, dropping = now_ms - self.grace_ms, now_ms - self.grace_ms - self.retention_ms
+        if any(book.start(closing) > book.closed_before for book in self._coarse):
+            self._flush_carries()  # a coarser bucket may close: its bar needs them all
+            self._carries.clear()
         for book in books:
             book.close(book.start(closing), now_ms, bars)
             book.correct(now_ms, bars)
@@ -314,6 +393,7 @@ class BarAggregator:
     def open_bars(self, now_ms: int) -> list[Bar]:
         """The bars not closed yet (``x`` false, ``fetched_at`` ``now_ms``), for a live
         view or a flush on shutdown; they stay open here."""
+        self._flush_carries()
         return [bar for book in self._books for bar in book.open_bars(now_ms)]
 
     def next_deadline(self) -> int | None:
@@ -357,48 +437,40 @@ def _in_time_order(batch: TradeBatch) -> TradeBatch:
 
 def _summarise(batch: TradeBatch, lo: int, hi: int) -> _Summary:
     """The summary of trades [lo, hi) of a batch sorted by time; among trades of equal
-    time, the lowest tid opens and the highest closes (found without looking at the
-    group when the slice's end trade has the lowest or highest tid of all the slice,
-    as when tids rise within the frame)."""
+    time, the lowest tid opens and the highest closes."""
     times, tids, px = batch.times, batch.tids, batch.px
     exact = batch.units
-    if hi - lo == 1 and exact is None:  # a lone trade (its size is below the limit)
+    if hi - lo == 1:  # a lone trade
         key, price = (times[lo], tids[lo]), px[lo]
-        return key, price, key, price, price, price, round(batch.sz[lo] * SIZE_SCALE), 1
+        units = round(batch.sz[lo] * SIZE_SCALE) if exact is None else exact[lo]
+        return key, price, key, price, price, price, units, 1
     if lo == 0 and hi == len(times):
-        prices, sizes, ids = px, batch.sz, tids
+        prices, total = px, batch.total
     else:
-        prices, sizes, ids = px[lo:hi], batch.sz[lo:hi], tids[lo:hi]
+        prices = px[lo:hi]
+        total = sum(batch.sz[lo:hi])
     if exact is not None:
         units = sum(exact[lo:hi])
+    elif total * (hi - lo + 2) < PLAIN_SUM_LIMIT:  # size_units' first case, inlined
+        units = round(total * SIZE_SCALE)
     else:
-        total = fsum(sizes)
-        units = round(total * SIZE_SCALE) if total < FLOAT_SIZE_LIMIT else size_units(sizes)
-    if hi - lo == 1:
-        first = last = lo
-    else:
-        first = (lo if times[lo] != times[lo + 1] or tids[lo] == min(ids)
-                 else _opening(times, tids, lo, hi))
-        last = (hi - 1 if times[hi - 1] != times[hi - 2] or tids[hi - 1] == max(ids)
-                else _closing(times, tids, lo, hi))
+        units = size_units(batch.sz[lo:hi])
+    first = lo if times[lo] != times[lo + 1] else _opening(times, tids, lo, hi)
+    last = hi - 1 if times[hi - 1] != times[hi - 2] else _closing(times, tids, lo, hi)
     return ((times[first], tids[first]), px[first], (times[last], tids[last]), px[last],
             max(prices), min(prices), units, hi - lo)
 
 
 def _opening(times: list[int], tids: list[int], lo: int, hi: int) -> int:
     """Index of the first trade of [lo, hi) by (time, tid), the slice sorted by time
-    (trades of one block share their time: the lowest tid among them opens)."""
-    end = bisect_right(times, times[lo], lo, hi)
-    if end == lo + 1:
-        return lo
-    group = tids[lo:end]
+    and its first two trades of one time (a block: the lowest tid among them opens)."""
+    group = tids[lo:bisect_right(times, times[lo], lo, hi)]
     return lo + group.index(min(group))
 
 
 def _closing(times: list[int], tids: list[int], lo: int, hi: int) -> int:
-    """Index of the last trade of [lo, hi) by (time, tid), the slice sorted by time."""
+    """Index of the last trade of [lo, hi) by (time, tid), the slice sorted by time and
+    its last two trades of one time."""
     start = bisect_left(times, times[hi - 1], lo, hi)
-    if start == hi - 1:
-        return start
     group = tids[start:hi]
     return start + group.index(max(group))

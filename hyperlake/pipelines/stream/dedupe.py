@@ -51,21 +51,33 @@ DEFAULT_HORIZON_MS = 5 * MINUTE_MS
 @dataclass(slots=True)
 class _CoinMemory:
     newest: int = -(1 << 62)  # W: newest exchange time admitted (none yet: admit all)
-    # (W right after the frame was admitted, ids it admitted), in admission order:
-    # the keys never decrease, so eviction pops from the left.
-    frames: deque[tuple[int, list[int]]] = field(default_factory=deque)
+    # The admitted ids in admission order, and per frame (W right after it was
+    # admitted, how many ids it added): the keys never decrease, so eviction takes
+    # from the left. One flat list rather than a list per frame: appending to it is a
+    # C copy, and it leaves the garbage collector one object to look at, not one per
+    # frame.
+    ids: list[int] = field(default_factory=list)
+    frames: deque[tuple[int, int]] = field(default_factory=deque)
 
     def ids_since(self, earliest: int) -> set[int]:
         """The remembered ids a trade at ``earliest`` or later can repeat: those of the
         frames whose key is ≥ ``earliest`` (a copy has its original's time, and a
         frame's key is ≥ every time in it), newest first, so a replay of the last
         trades reads only the last few frames."""
-        ids: set[int] = set()
-        for key, tids in reversed(self.frames):
+        count = 0
+        for key, added in reversed(self.frames):
             if key < earliest:
                 break
-            ids.update(tids)
-        return ids
+            count += added
+        ids = self.ids
+        return set(ids[len(ids) - count:])
+
+    def forget_before(self, floor: int) -> None:
+        """Forget the frames whose key is below ``floor``."""
+        frames, count = self.frames, 0
+        while frames[0][0] < floor:
+            count += frames.popleft()[1]
+        del self.ids[:count]
 
 
 class TradeDeduper:
@@ -91,29 +103,28 @@ class TradeDeduper:
         memory = self._coins.get(batch.coin)
         if memory is None:
             memory = self._coins[batch.coin] = _CoinMemory()
-        times = batch.times
-        earliest = times[0] if batch.ordered else min(times)
-        if earliest > memory.newest and (len(tids) == 1 or len(set(tids)) == len(tids)):
+        newest = memory.newest
+        if batch.ordered:
+            earliest, latest = batch.times[0], batch.times[-1]
+        else:
+            earliest, latest = min(batch.times), max(batch.times)
+        if earliest > newest and (len(tids) == 1 or len(set(tids)) == len(tids)):
             kept = batch  # all new
         else:
-            kept = self._filter(batch, memory.ids_since(earliest),
-                                memory.newest - self.horizon_ms)
+            kept = self._filter(batch, memory.ids_since(earliest), newest - self.horizon_ms)
             if not kept:
                 return kept
-        self._remember(memory, kept)
-        return kept
-
-    def _remember(self, memory: _CoinMemory, kept: TradeBatch) -> None:
-        """Record a frame's admitted ids and evict what fell behind the horizon."""
-        newest = kept.latest
-        if newest > memory.newest:
-            memory.newest = newest
+            latest = kept.latest
+        # remember the frame's ids; forget, in batches, those fallen behind the horizon
+        if latest > newest:
+            memory.newest = newest = latest
+        kept_ids = kept.tids
+        memory.ids += kept_ids
         frames = memory.frames
-        frames.append((memory.newest, kept.tids))
-        floor = memory.newest - self.horizon_ms
-        if frames[0][0] < floor - self._slack_ms:  # forget in batches, not frame by frame
-            while frames[0][0] < floor:
-                frames.popleft()
+        frames.append((newest, len(kept_ids)))
+        if frames[0][0] < newest - self.horizon_ms - self._slack_ms:
+            memory.forget_before(newest - self.horizon_ms)
+        return kept
 
     def _filter(self, batch: TradeBatch, seen: set[int], floor: int) -> TradeBatch:
         """The trades of ``batch`` neither stale (before ``floor``) nor in ``seen``
@@ -136,4 +147,4 @@ class TradeDeduper:
 
     def remembered(self) -> int:
         """How many trade ids are held (the memory the bound is about)."""
-        return sum(len(tids) for memory in self._coins.values() for _, tids in memory.frames)
+        return sum(len(memory.ids) for memory in self._coins.values())

@@ -159,11 +159,11 @@ class _Book:
         else:
             _merge(bucket, part)
 
-    def fold(self, coin: str, batch: TradeBatch, part: _Summary | None) -> _Summary | None:
-        """Apply a time-sorted batch; returns the whole batch's summary if it was
-        needed (``part``: the summary already made, if any). The usual batch lies in
-        one open bucket: summarised once, merged right here; anything else (a batch
-        across a boundary, a late one, months) goes by way of add_slices."""
+    def fold(self, coin: str, batch: TradeBatch, part: _Summary | None) -> _Summary:
+        """Apply a time-sorted batch; returns the whole batch's summary (``part``: the
+        summary already made, if any). The usual batch lies in one open bucket:
+        summarised once, merged right here; anything else (a batch across a boundary,
+        a late one, months) goes by way of add_slices."""
         step = self.step
         if step:
             times = batch.times
@@ -181,19 +181,25 @@ class _Book:
                 else:
                     _merge(bucket, part)
                 return part
-        self.add_slices(coin, batch)
-        return part
+        return self.add_slices(coin, batch, part)
 
-    def add_slices(self, coin: str, batch: TradeBatch) -> None:
+    def add_slices(self, coin: str, batch: TradeBatch, part: _Summary | None) -> _Summary:
         """Trades of a time-sorted batch, which may span several buckets: one slice
-        each, merged whatever the bucket's state."""
+        each, merged whatever the bucket's state. Returns the whole batch's summary
+        (``part`` if given, else the slices' summaries put together)."""
         times = batch.times
         count, lo = len(times), 0
+        whole = part
         while lo < count:
             open_ms = self.start(times[lo])
             hi = bisect_left(times, self.end(open_ms), lo)
-            self.merge(coin, open_ms, _summarise(batch, lo, hi))
+            piece = _summarise(batch, lo, hi)
+            self.merge(coin, open_ms, piece)
+            if part is None:
+                whole = piece if whole is None else _joined(whole, piece)
             lo = hi
+        assert whole is not None  # a batch is never empty here
+        return whole
 
     def close(self, closed_before: int, now_ms: int, out: list[Bar]) -> None:
         """Close the open buckets that open before ``closed_before``; emit them."""
@@ -337,7 +343,7 @@ class BarAggregator:
         carry = self._carries.get(coin)
         if carry is not None:
             if carry.start <= times[0] and times[-1] < carry.end:
-                carry.carry(_summarise(batch, 0, len(times)) if part is None else part)
+                carry.carry(part)
                 return
             carry.flush()
             del self._carries[coin]
@@ -455,22 +461,25 @@ def _summarise(batch: TradeBatch, lo: int, hi: int) -> _Summary:
         units = round(total * SIZE_SCALE)
     else:
         units = size_units(batch.sz[lo:hi])
-    first = lo if times[lo] != times[lo + 1] else _opening(times, tids, lo, hi)
-    last = hi - 1 if times[hi - 1] != times[hi - 2] else _closing(times, tids, lo, hi)
+    time = times[lo]
+    if times[lo + 1] != time:
+        first = lo
+    else:  # a block of trades at one time: the lowest tid among them opens
+        group = tids[lo:bisect_right(times, time, lo, hi)]
+        first = lo + group.index(min(group))
+    time = times[hi - 1]
+    if times[hi - 2] != time:
+        last = hi - 1
+    else:  # and the highest closes
+        start = bisect_left(times, time, lo, hi)
+        group = tids[start:hi]
+        last = start + group.index(max(group))
     return ((times[first], tids[first]), px[first], (times[last], tids[last]), px[last],
             max(prices), min(prices), units, hi - lo)
 
 
-def _opening(times: list[int], tids: list[int], lo: int, hi: int) -> int:
-    """Index of the first trade of [lo, hi) by (time, tid), the slice sorted by time
-    and its first two trades of one time (a block: the lowest tid among them opens)."""
-    group = tids[lo:bisect_right(times, times[lo], lo, hi)]
-    return lo + group.index(min(group))
-
-
-def _closing(times: list[int], tids: list[int], lo: int, hi: int) -> int:
-    """Index of the last trade of [lo, hi) by (time, tid), the slice sorted by time and
-    its last two trades of one time."""
-    start = bisect_left(times, times[hi - 1], lo, hi)
-    group = tids[start:hi]
-    return start + group.index(max(group))
+def _joined(earlier: _Summary, later: _Summary) -> _Summary:
+    """The summary of two consecutive slices of a time-sorted batch (every trade of
+    ``later`` after every trade of ``earlier``)."""
+    return (earlier[0], earlier[1], later[2], later[3], max(earlier[4], later[4]),
+            min(earlier[5], later[5]), earlier[6] + later[6], earlier[7] + later[7])

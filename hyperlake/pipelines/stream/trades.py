@@ -22,10 +22,10 @@ most 2**-53 relative, ``math.fsum`` and the scaling by 10**8 add one rounding ea
 ``K`` whenever K < 2**53 / 6 (a total below ≈ 1.5e7; the limit keeps a wide margin).
 A frame holding a single size at or above the limit carries exact integer ``units``
 read from the decimal strings themselves. Cheaper still, and as exact for the usual
-frame: the plain left-to-right float sum of n sizes is within ``γ_n = n·u/(1 - n·u)``
+frame: the plain left-to-right float sum of n sizes is within ``g(n) = n·u / (1 - n·u)``
 (u = 2**-53) relative of the exact decimal sum (each ``float(sz)`` within u of its
 decimal, then n - 1 additions of positive terms, Higham's bound), and scaling adds one
-rounding, so ``round(sum(sizes) * 10**8)`` is within ``γ_(n+1)·K < 1/2`` of K while
+rounding, so ``round(sum(sizes) * 10**8)`` is within ``g(n + 1)·K < 1/2`` of K while
 ``K < 2**52 / (n + 1)``; :data:`PLAIN_SUM_LIMIT` asks ``sum·(n + 2) < 2**50 / 10**8``,
 four times inside that. Past it, ``fsum`` as above. ``units / 10**8`` (int / int, correctly
 rounded) is then the double nearest the exact decimal sum: the very value

@@ -173,11 +173,11 @@ class _Book:
                 if part is None:
                     part = _summarise(batch, 0, len(times))
                 generation = self.opens.get(open_ms)
-                if generation is None:
-                    self.opens[open_ms] = {coin: _bucket(part)}
+                if generation is None:  # (a new bucket: [*part, -1, -1] is _bucket inlined)
+                    self.opens[open_ms] = {coin: [*part, -1, -1]}
                     heappush(self.pending, open_ms)
                 elif (bucket := generation.get(coin)) is None:
-                    generation[coin] = _bucket(part)
+                    generation[coin] = [*part, -1, -1]
                 else:
                     _merge(bucket, part)
                 return part
@@ -201,8 +201,9 @@ class _Book:
         assert whole is not None  # a batch is never empty here
         return whole
 
-    def close(self, closed_before: int, now_ms: int, out: list[Bar]) -> None:
-        """Close the open buckets that open before ``closed_before``; emit them."""
+    def close(self, closing: int, now_ms: int, out: list[Bar]) -> None:
+        """Close the open buckets that end by ``closing`` (now - grace); emit them."""
+        closed_before = self.start(closing)
         if closed_before <= self.closed_before:
             return
         self.closed_before = closed_before
@@ -217,11 +218,10 @@ class _Book:
 
     def correct(self, now_ms: int, out: list[Bar]) -> None:
         """Emit again the closed buckets late trades changed."""
-        if self.dirty:
-            for open_ms, coin in sorted(self.dirty):
-                out.append(self.emit(coin, open_ms, self.end(open_ms) - 1,
-                                     self.opens[open_ms][coin], now_ms))
-            self.dirty.clear()
+        for open_ms, coin in sorted(self.dirty):
+            out.append(self.emit(coin, open_ms, self.end(open_ms) - 1,
+                                 self.opens[open_ms][coin], now_ms))
+        self.dirty.clear()
 
     def emit(self, coin: str, open_ms: int, close_ms: int, bucket: _Bucket,
              now_ms: int) -> Bar:
@@ -229,13 +229,13 @@ class _Book:
         revision = bucket[_REVISION] = bucket[_REVISION] + 1
         stamped = bucket[_STAMPED]
         stamped = bucket[_STAMPED] = now_ms if now_ms > stamped else stamped + 1
-        _, o, _, c, h, low, units, n = bucket[:_REVISION]
-        row = _new_row((open_ms, close_ms, o, h, low, c, units / SIZE_SCALE, None, n, True,
-                        stamped))
+        row = _new_row((open_ms, close_ms, bucket[1], bucket[4], bucket[5], bucket[3],
+                        bucket[6] / SIZE_SCALE, None, bucket[7], True, stamped))
         return _new_bar((coin, self.interval, row, revision))
 
-    def drop(self, dropped_before: int) -> None:
-        """Forget the closed buckets that open before ``dropped_before``."""
+    def drop(self, dropping: int) -> None:
+        """Forget the closed buckets that end by ``dropping`` (now - grace - retention)."""
+        dropped_before = self.start(dropping)
         if dropped_before <= self.dropped_before:
             return
         self.dropped_before = dropped_before
@@ -278,12 +278,6 @@ class _Carry:
         self.start, self.end = start, end  # the window [start, end)
         self.buckets = buckets
         self.part: _Bucket | None = None  # the trades carried, as a summary's fields
-
-    def carry(self, part: _Summary) -> None:
-        if self.part is None:
-            self.part = list(part)
-        else:
-            _merge(self.part, part)
 
     def flush(self) -> None:
         if self.part is not None:
@@ -343,7 +337,10 @@ class BarAggregator:
         carry = self._carries.get(coin)
         if carry is not None:
             if carry.start <= times[0] and times[-1] < carry.end:
-                carry.carry(part)
+                if carry.part is None:
+                    carry.part = list(part)
+                else:
+                    _merge(carry.part, part)
                 return
             carry.flush()
             del self._carries[coin]
@@ -387,9 +384,10 @@ class BarAggregator:
             self._flush_carries()  # a coarser bucket may close: its bar needs them all
             self._carries.clear()
         for book in books:
-            book.close(book.start(closing), now_ms, bars)
-            book.correct(now_ms, bars)
-            book.drop(book.start(dropping))
+            book.close(closing, now_ms, bars)
+            if book.dirty:
+                book.correct(now_ms, bars)
+            book.drop(dropping)
         self._wake_ms = self._next_wake()
         return bars
 

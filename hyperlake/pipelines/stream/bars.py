@@ -449,9 +449,9 @@ def _summarise(batch: TradeBatch, lo: int, hi: int) -> _Summary:
         units = round(batch.sz[lo] * SIZE_SCALE) if exact is None else exact[lo]
         return key, price, key, price, price, price, units, 1
     if lo == 0 and hi == len(times):
-        prices, total = px, batch.total
+        prices, ids, total = px, tids, batch.total
     else:
-        prices = px[lo:hi]
+        prices, ids = px[lo:hi], tids[lo:hi]
         total = sum(batch.sz[lo:hi])
     if exact is not None:
         units = sum(exact[lo:hi])
@@ -459,19 +459,21 @@ def _summarise(batch: TradeBatch, lo: int, hi: int) -> _Summary:
         units = round(total * SIZE_SCALE)
     else:
         units = size_units(batch.sz[lo:hi])
-    time = times[lo]
-    if times[lo + 1] != time:
-        first = lo
-    else:  # a block of trades at one time: the lowest tid among them opens
-        group = tids[lo:bisect_right(times, time, lo, hi)]
-        first = lo + group.index(min(group))
-    time = times[hi - 1]
-    if times[hi - 2] != time:
-        last = hi - 1
-    else:  # and the highest closes
-        start = bisect_left(times, time, lo, hi)
-        group = tids[start:hi]
-        last = start + group.index(max(group))
+    time, end_time = times[lo], times[hi - 1]
+    if time == end_time:  # one block of trades at one time (a frame often is one)
+        first, last = lo + ids.index(min(ids)), lo + ids.index(max(ids))
+    else:
+        if times[lo + 1] != time:
+            first = lo
+        else:  # a block at the start: the lowest tid among its trades opens
+            group = tids[lo:bisect_right(times, time, lo, hi)]
+            first = lo + group.index(min(group))
+        if times[hi - 2] != end_time:
+            last = hi - 1
+        else:  # and the highest among those of the block at the end closes
+            start = bisect_left(times, end_time, lo, hi)
+            group = tids[start:hi]
+            last = start + group.index(max(group))
     return ((times[first], tids[first]), px[first], (times[last], tids[last]), px[last],
             max(prices), min(prices), units, hi - lo)
 

@@ -51,13 +51,13 @@ DEFAULT_HORIZON_MS = 5 * MINUTE_MS
 @dataclass(slots=True)
 class _CoinMemory:
     newest: int = -(1 << 62)  # W: newest exchange time admitted (none yet: admit all)
-    # The admitted ids in admission order, and per frame (W right after it was
-    # admitted, how many ids it added): the keys never decrease, so eviction takes
-    # from the left. One flat list rather than a list per frame: appending to it is a
-    # C copy, and it leaves the garbage collector one object to look at, not one per
-    # frame.
+    # The admitted ids in admission order and, per frame, its key (W right after it
+    # was admitted) and how many ids it added: the keys never decrease, so eviction
+    # takes from the left. Flat lists of ints, not a list or tuple per frame: appending
+    # is a C copy, and the garbage collector has nothing new to look at.
     ids: list[int] = field(default_factory=list)
-    frames: deque[tuple[int, int]] = field(default_factory=deque)
+    keys: deque[int] = field(default_factory=deque)
+    counts: deque[int] = field(default_factory=deque)
 
     def ids_since(self, earliest: int) -> set[int]:
         """The remembered ids a trade at ``earliest`` or later can repeat: those of the
@@ -65,7 +65,7 @@ class _CoinMemory:
         frame's key is ≥ every time in it), newest first, so a replay of the last
         trades reads only the last few frames."""
         count = 0
-        for key, added in reversed(self.frames):
+        for key, added in zip(reversed(self.keys), reversed(self.counts), strict=True):
             if key < earliest:
                 break
             count += added
@@ -74,9 +74,10 @@ class _CoinMemory:
 
     def forget_before(self, floor: int) -> None:
         """Forget the frames whose key is below ``floor``."""
-        frames, count = self.frames, 0
-        while frames[0][0] < floor:
-            count += frames.popleft()[1]
+        keys, counts, count = self.keys, self.counts, 0
+        while keys[0] < floor:
+            keys.popleft()
+            count += counts.popleft()
         del self.ids[:count]
 
 
@@ -120,9 +121,10 @@ class TradeDeduper:
             memory.newest = newest = latest
         kept_ids = kept.tids
         memory.ids += kept_ids
-        frames = memory.frames
-        frames.append((newest, len(kept_ids)))
-        if frames[0][0] < newest - self.horizon_ms - self._slack_ms:
+        keys = memory.keys
+        keys.append(newest)
+        memory.counts.append(len(kept_ids))
+        if keys[0] < newest - self.horizon_ms - self._slack_ms:
             memory.forget_before(newest - self.horizon_ms)
         return kept
 

@@ -63,16 +63,17 @@ class Bar(NamedTuple):
     revision: int  # 0: first emission; k: k-th correction by late trades
 
 
-#: What a run of trades contributes to one bucket: ((time, tid) of the opening trade,
-#: o, (time, tid) of the closing trade, c, h, l, volume in 10**-8 units, n). A plain
-#: tuple: it is built once per frame on the hot path.
-_Summary = tuple[tuple[int, int], float, tuple[int, int], float, float, float, int, int]
-#: The running state of one bar: a summary's eight fields (as a list, in that order:
+#: What a run of trades contributes to one bucket: (time, tid, px of the opening trade,
+#: time, tid, px of the closing trade, h, l, volume in 10**-8 units, n). A plain tuple
+#: of numbers: built once per frame on the hot path, with nothing inside for the
+#: garbage collector to follow.
+_Summary = tuple[int, int, float, int, int, float, float, float, int, int]
+#: The running state of one bar: a summary's ten fields (as a list, in that order:
 #: built from a summary in one C call, updated in place), then its emissions so far
 #: minus one and the ``fetched_at`` of the last one. Index constants would cost a
 #: global lookup each on the hot path, so the code spells the indices; see _merge.
 _Bucket = list[Any]
-_REVISION, _STAMPED = 8, 9
+_REVISION, _STAMPED = 10, 11
 #: A bucket's key, as dirty and missed sets hold it.
 _Key = tuple[int, str]  # (open ms, coin)
 
@@ -85,20 +86,23 @@ def _bucket(part: _Summary) -> _Bucket:
 
 
 def _merge(bucket: _Bucket, part: _Summary | _Bucket) -> None:
-    """Fold a summary (or a carry's part: the same eight fields) into a bucket."""
-    first, o, last, c, high, low, units, n = part
-    if first < bucket[0]:
+    """Fold a summary (or a carry's part: the same ten fields) into a bucket: o and c
+    from the least and greatest (time, tid)."""
+    first, first_tid, o, last, last_tid, c, high, low, units, n = part
+    if first < bucket[0] or (first == bucket[0] and first_tid < bucket[1]):
         bucket[0] = first
-        bucket[1] = o
-    if last > bucket[2]:
-        bucket[2] = last
-        bucket[3] = c
-    if high > bucket[4]:
-        bucket[4] = high
-    if low < bucket[5]:
-        bucket[5] = low
-    bucket[6] += units
-    bucket[7] += n
+        bucket[1] = first_tid
+        bucket[2] = o
+    if last > bucket[3] or (last == bucket[3] and last_tid > bucket[4]):
+        bucket[3] = last
+        bucket[4] = last_tid
+        bucket[5] = c
+    if high > bucket[6]:
+        bucket[6] = high
+    if low < bucket[7]:
+        bucket[7] = low
+    bucket[8] += units
+    bucket[9] += n
 
 
 class _Book:
@@ -144,10 +148,10 @@ class _Book:
         late trade: re-emitted) or dropped (too late: counted, not applied)."""
         if open_ms < self.closed_before:
             if open_ms < self.dropped_before:
-                self.too_late += part[7]
+                self.too_late += part[9]
                 self.missed.add((open_ms, coin))
                 return
-            self.late += part[7]
+            self.late += part[9]
             self.dirty.add((open_ms, coin))
         generation = self.opens.get(open_ms)
         if generation is None:
@@ -229,8 +233,8 @@ class _Book:
         revision = bucket[_REVISION] = bucket[_REVISION] + 1
         stamped = bucket[_STAMPED]
         stamped = bucket[_STAMPED] = now_ms if now_ms > stamped else stamped + 1
-        row = _new_row((open_ms, close_ms, bucket[1], bucket[4], bucket[5], bucket[3],
-                        bucket[6] / SIZE_SCALE, None, bucket[7], True, stamped))
+        row = _new_row((open_ms, close_ms, bucket[2], bucket[6], bucket[7], bucket[5],
+                        bucket[8] / SIZE_SCALE, None, bucket[9], True, stamped))
         return _new_bar((coin, self.interval, row, revision))
 
     def drop(self, dropping: int) -> None:
@@ -249,7 +253,7 @@ class _Book:
         for open_ms in sorted(self.pending):
             generation, close_ms = self.opens[open_ms], self.end(open_ms) - 1
             for coin in sorted(generation):
-                _, o, _, c, h, low, units, n = generation[coin][:_REVISION]
+                _, _, o, _, _, c, h, low, units, n = generation[coin][:_REVISION]
                 row = CandleRow(open_ms, close_ms, o, h, low, c, units / SIZE_SCALE, None, n,
                                 False, now_ms)
                 out.append(Bar(coin, self.interval, row, 0))
@@ -445,9 +449,9 @@ def _summarise(batch: TradeBatch, lo: int, hi: int) -> _Summary:
     times, tids, px = batch.times, batch.tids, batch.px
     exact = batch.units
     if hi - lo == 1:  # a lone trade
-        key, price = (times[lo], tids[lo]), px[lo]
+        time, tid, price = times[lo], tids[lo], px[lo]
         units = round(batch.sz[lo] * SIZE_SCALE) if exact is None else exact[lo]
-        return key, price, key, price, price, price, units, 1
+        return time, tid, price, time, tid, price, price, price, units, 1
     if lo == 0 and hi == len(times):
         prices, ids, total = px, tids, batch.total
     else:
@@ -474,12 +478,13 @@ def _summarise(batch: TradeBatch, lo: int, hi: int) -> _Summary:
             start = bisect_left(times, end_time, lo, hi)
             group = tids[start:hi]
             last = start + group.index(max(group))
-    return ((times[first], tids[first]), px[first], (times[last], tids[last]), px[last],
-            max(prices), min(prices), units, hi - lo)
+    return (time, tids[first], px[first], end_time, tids[last], px[last], max(prices),
+            min(prices), units, hi - lo)
 
 
 def _joined(earlier: _Summary, later: _Summary) -> _Summary:
     """The summary of two consecutive slices of a time-sorted batch (every trade of
     ``later`` after every trade of ``earlier``)."""
-    return (earlier[0], earlier[1], later[2], later[3], max(earlier[4], later[4]),
-            min(earlier[5], later[5]), earlier[6] + later[6], earlier[7] + later[7])
+    return (earlier[0], earlier[1], earlier[2], later[3], later[4], later[5],
+            max(earlier[6], later[6]), min(earlier[7], later[7]), earlier[8] + later[8],
+            earlier[9] + later[9])

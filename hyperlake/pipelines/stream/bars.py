@@ -115,8 +115,9 @@ class _Book:
     those open times, so closing and dropping take the oldest first without scanning
     anything, once per generation rather than once per coin."""
 
-    __slots__ = ("closed_before", "dirty", "dropped_before", "interval", "kept", "late",
-                 "missed", "offset", "opens", "pending", "step", "too_late")
+    __slots__ = ("close_at", "closed_before", "dirty", "drop_at", "dropped_before",
+                 "interval", "kept", "late", "missed", "offset", "opens", "pending", "step",
+                 "too_late")
 
     def __init__(self, interval: str, closed_before: int, dropped_before: int) -> None:
         self.interval = interval
@@ -126,6 +127,10 @@ class _Book:
         self.offset = bucket_start(0, interval) % self.step if self.step else 0
         self.closed_before = closed_before
         self.dropped_before = dropped_before
+        # when each watermark moves: once now - grace (- retention) reaches the end of
+        # the bucket it names
+        self.close_at = self.end(closed_before)
+        self.drop_at = self.end(dropped_before)
         self.opens: dict[int, dict[str, _Bucket]] = {}
         self.pending: list[int] = []
         self.kept: list[int] = []
@@ -207,10 +212,10 @@ class _Book:
 
     def close(self, closing: int, now_ms: int, out: list[Bar]) -> None:
         """Close the open buckets that end by ``closing`` (now - grace); emit them."""
-        closed_before = self.start(closing)
-        if closed_before <= self.closed_before:
+        if closing < self.close_at:
             return
-        self.closed_before = closed_before
+        closed_before = self.closed_before = self.start(closing)
+        self.close_at = self.end(closed_before)
         pending = self.pending
         while pending and pending[0] < closed_before:
             open_ms = heappop(pending)
@@ -239,10 +244,10 @@ class _Book:
 
     def drop(self, dropping: int) -> None:
         """Forget the closed buckets that end by ``dropping`` (now - grace - retention)."""
-        dropped_before = self.start(dropping)
-        if dropped_before <= self.dropped_before:
+        if dropping < self.drop_at:
             return
-        self.dropped_before = dropped_before
+        dropped_before = self.dropped_before = self.start(dropping)
+        self.drop_at = self.end(dropped_before)
         kept = self.kept
         while kept and kept[0] < dropped_before:
             del self.opens[heappop(kept)]
@@ -261,8 +266,7 @@ class _Book:
 
     def next_change(self, grace_ms: int, retention_ms: int) -> int:
         """The earliest clock at which either watermark moves."""
-        return min(self.end(self.closed_before) + grace_ms,
-                   self.end(self.dropped_before) + grace_ms + retention_ms)
+        return min(self.close_at + grace_ms, self.drop_at + grace_ms + retention_ms)
 
 
 class _Carry:
@@ -384,7 +388,7 @@ class BarAggregator:
                 return []  # no watermark moves yet: the usual answer to a frequent poll
         bars: list[Bar] = []
         closing, dropping = now_ms - self.grace_ms, now_ms - self.grace_ms - self.retention_ms
-        if any(book.start(closing) > book.closed_before for book in self._coarse):
+        if any(closing >= book.close_at for book in self._coarse):
             self._flush_carries()  # a coarser bucket may close: its bar needs them all
             self._carries.clear()
         for book in books:

@@ -22,9 +22,15 @@ equal the exchange's REST candle of the same bucket):
 
 Speed: a frame's trades are aggregated as a batch. Sorted by time (as the server sends
 them), a frame's part of one bucket is a contiguous slice whose h/l/v/n come from
-C-level ``max``/``min``/``sum``, and o/c from its ends; most frames fall in one bucket
-of every interval, so that summary is computed once and merged into each interval's
-bucket. Per trade, nothing is done in Python at all.
+C-level ``max``/``min``/``sum``, and o/c from its ends; per trade, nothing is done in
+Python at all. Most frames fall in one bucket of every interval: their summary is
+made once, merged into the finest interval's bucket and, while the coin's frames stay
+within one bucket of every coarser interval, into one running *carry* that reaches
+those buckets only when a frame leaves them or one of them is about to close
+(:class:`_Carry`); a frame across buckets is summarised once per slice. A bucket is a
+list of numbers (no tuples inside for the garbage collector to follow), and the
+buckets of one open time across coins form a *generation* that closes and is dropped
+as one: one heap entry per open time, not per bar.
 """
 
 from __future__ import annotations

@@ -31,6 +31,13 @@ H + H/8 of them. An idle coin keeps its last window and does not grow. The defau
 aggregator could still apply to a closed 1 s … 5 m bar is checked against every id
 seen in that time.
 
+Speed: the usual frame is wholly newer than W, and then nothing is looked up (a copy
+has its original's time, so it cannot repeat a trade admitted before): the frame is
+only checked for an id twice within it, and its ids are appended to the coin's flat
+list. A frame reaching back to W or before (a replay, a resend, a block split over two
+frames) is checked against the ids of the frames whose key is ≥ its earliest time
+(any copy's original was admitted by one of them): for a replay, the last few frames.
+
 The memory is this process's: after a restart, the replay that follows the first
 subscribe is new to it, though bars written before the restart may hold those trades.
 The streamer must not let such bars be rewritten from a partial replay (it repairs

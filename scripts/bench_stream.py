@@ -63,16 +63,16 @@ per frame (about 40), not on the mix. Where an average frame's ~14 µs go (20.9 
 same machine): msgspec's decode into validated trades ~5 µs (240 ns a trade); the
 C-level passes the core cannot skip, four columns with the one-coin check, the order
 check, the size sum, the set that finds an id twice in a frame, max/min of the prices,
-another ~3.7 µs (decode plus these: 414-448 ns a trade, measured alone); the rest ~5-6
-µs: the batch object and the calls between the three stages, the dedupe memory, the
+another ~3.7 µs (decode plus these: 414-448 ns a trade, measured alone); the rest,
+~5-6 µs: the batch object and the calls between the three stages, the dedupe memory, the
 summary (and the lowest/highest tid of a block), the finest interval's bucket and the
 coarser ones' carry, about 0.8 bar lives per frame (a 1 s bar opens, closes, is
 emitted as a Bar and is dropped for almost every frame here) and the garbage
 collector's share (~0.7 µs, the Bars mostly). The recipe spends ~6 µs a trade, so
 tenfold means ≤ ~12.5 µs for that frame: more than the decode and the unavoidable
 passes leave for everything else. Tried and measured: fusing parse, dedupe and
-aggregation into one function gains nothing (the calls are not the cost); mypyc-
-compiling bars.py and dedupe.py gains 4-8 % (trades.py does not compile: mypyc drops
+aggregation into one function gains nothing (the calls are not the cost);
+mypyc-compiling bars.py and dedupe.py gains 4-8 % (trades.py does not compile: mypyc drops
 msgspec's class keywords such as ``tag_field``); Python 3.12 gives 8.2-8.5x and 3.13
 4.7-4.9x (its datetime and json make the recipe 1.5x faster). What would reach 10x:
 doing the per-frame work in native code, i.e. decoding a frame straight into columns

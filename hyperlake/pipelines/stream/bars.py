@@ -76,8 +76,10 @@ class Bar(NamedTuple):
 _Summary = tuple[int, int, float, int, int, float, float, float, int, int]
 #: The running state of one bar: a summary's ten fields (as a list, in that order:
 #: built from a summary in one C call, updated in place), then its emissions so far
-#: minus one and the ``fetched_at`` of the last one. Index constants would cost a
-#: global lookup each on the hot path, so the code spells the indices; see _merge.
+#: minus one and the ``fetched_at`` of the last one: [0] opening time, [1] its tid,
+#: [2] o, [3] closing time, [4] its tid, [5] c, [6] h, [7] l, [8] units, [9] n,
+#: [10] revision, [11] stamped. Index constants would cost a global lookup each on
+#: the hot path, so _merge and emit spell the indices.
 _Bucket = list[Any]
 _REVISION, _STAMPED = 10, 11
 #: A bucket's key, as dirty and missed sets hold it.
@@ -294,6 +296,7 @@ class _Carry:
         self.part: _Bucket | None = None  # the trades carried, as a summary's fields
 
     def flush(self) -> None:
+        """Fold what is carried into the buckets; the window stays."""
         if self.part is not None:
             for bucket in self.buckets:
                 _merge(bucket, self.part)

@@ -70,7 +70,9 @@ coarser ones' carry, about 0.8 bar lives per frame (a 1 s bar opens, closes, is
 emitted as a Bar and is dropped for almost every frame here) and the garbage
 collector's share (~0.7 µs, the Bars mostly). The recipe spends ~6 µs a trade, so
 tenfold means ≤ ~12.5 µs for that frame: more than the decode and the unavoidable
-passes leave for everything else. Tried and measured: fusing parse, dedupe and
+passes leave for everything else. (The recipe does not dedupe; given the seen-tid set
+that hyperlake and lean pay for, it is ~5 % slower, which would read 7.8-8.9x: left
+out, the recipe stays as published.) Tried and measured: fusing parse, dedupe and
 aggregation into one function gains nothing (the calls are not the cost);
 mypyc-compiling bars.py and dedupe.py gains 4-8 % (trades.py does not compile: mypyc drops
 msgspec's class keywords such as ``tag_field``); Python 3.12 gives 8.2-8.5x and 3.13

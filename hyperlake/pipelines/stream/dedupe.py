@@ -116,21 +116,21 @@ class TradeDeduper:
             earliest, latest = batch.times[0], batch.times[-1]
         else:
             earliest, latest = min(batch.times), max(batch.times)
-        if earliest > newest and (len(tids) == 1 or len(set(tids)) == len(tids)):
+        count = len(tids)
+        if earliest > newest and (count == 1 or len(set(tids)) == count):
             kept = batch  # all new
         else:
             kept = self._filter(batch, memory.ids_since(earliest), newest - self.horizon_ms)
             if not kept:
                 return kept
-            latest = kept.latest
+            latest, count = kept.latest, len(kept.tids)
         # remember the frame's ids; forget, in batches, those fallen behind the horizon
         if latest > newest:
             memory.newest = newest = latest
-        kept_ids = kept.tids
-        memory.ids += kept_ids
+        memory.ids += kept.tids
         keys = memory.keys
         keys.append(newest)
-        memory.counts.append(len(kept_ids))
+        memory.counts.append(count)
         if keys[0] < newest - self.horizon_ms - self._slack_ms:
             memory.forget_before(newest - self.horizon_ms)
         return kept

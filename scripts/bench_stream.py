@@ -22,12 +22,12 @@ less sensitive to other load), best of 3:
   for the current bar, Python floats, integer bucketing, a set of seen tids.
 
 First over a mix of frame sizes (1 to 100 trades, log-uniform: as many frames of 1-10
-trades as of 10-100), then at fixed sizes, since a frame costs hyperlake about 5 µs
-whatever it holds (decode, three bucket updates, a 1 s bar's life) and each trade
-about 0.3-0.5 µs more. Prints trades/s, ns per trade, hyperlake's speed-up and
-whether each run's bars equal hyperlake's (the recipe counts the replays twice; the
-lean run, which dedupes, must agree exactly, else the exit status is 1). Targets
-(reported, not enforced): ≥ 300,000 trades/s and ≥ 10x the recipe.
+trades as of 10-100), then at fixed sizes, since a frame costs hyperlake a few µs
+whatever it holds and each trade about 0.4 µs more. Prints trades/s, ns per trade,
+hyperlake's speed-up and whether each run's bars equal hyperlake's (the recipe counts
+the replays twice; the lean run, which dedupes, must agree exactly, else the exit
+status is 1). Targets (reported, not enforced): ≥ 300,000 trades/s and ≥ 10x the
+recipe.
 
 Close-to-durable latency: ``hyperlake stream`` runs against the emulator in real time
 (5 coins, 1s and 1m bars, grace 2 s) for --latency-seconds; each part file's write
@@ -40,24 +40,46 @@ step) and reports the process RSS and the size of the core's own state (deduper 
 aggregator, every object reachable from them) after 1 h and after --hours. Target:
 flat, the --hours figure within 1.2x of the 1 h one.
 
-Measured (2026-11-30, a 2-core VM shared with other work, Python 3.11, msgspec
-0.23; CPU time varies by about ±15 % from run to run there):
+Measured (2026-11-30, a 2-core VM shared with other work: load average 2.7-3.0
+throughout, i.e. both cores busy; Python 3.11, msgspec 0.23; three runs of
+``--latency-seconds 0``, each interleaved with a run of the core as it was before
+(commit 253924c) under the same load):
 
-    mix 1-100 (20.9/frame)  hyperlake 0.95-1.16 M trades/s, lean 0.51 M, recipe 0.167 M
-                            → 5.7-6.9x the recipe, 1.8-2.3x lean
-    trades/frame    1       0.19 M/s  1.5x recipe  (0.7x lean)
-                    3       0.32-0.37 M/s  2.2-2.5x
-                    10      0.73-0.85 M/s  4.6-5.1x
-                    30      1.36-1.49 M/s  8.3-8.6x
-                    100     1.71-1.89 M/s  10.3-10.9x
-    memory, 50 coins: RSS 64.9 → 66.1 MiB (1.02x), core state 5.89 → 5.80 MiB
-                      (8.2k buckets, 12.6k tids) from 1 h to 24 h
+                            now                         before
+    mix 1-100 (20.9/frame)  1.28-1.43 M trades/s        0.91-1.00 M trades/s
+                            recipe 0.166-0.177 M        recipe 0.163-0.173 M
+                            → 7.4-8.5x the recipe       → 5.4-5.8x
+                            (2.5-2.8x lean)             (1.8-2.0x lean)
+    trades/frame    1       0.26-0.28 M/s  2.0-2.1x     0.16-0.19 M/s  1.2-1.4x
+                    3       0.45-0.48 M/s  2.9-3.5x     0.30-0.33 M/s  1.9-2.2x
+                    10      0.96-1.00 M/s  5.7-6.0x     0.73-0.81 M/s  4.4-4.8x
+                    30      1.60-1.62 M/s  9.2-9.5x     1.23-1.34 M/s  7.4-7.8x
+                    100     1.95-2.13 M/s  11.2-12.0x   1.48-1.67 M/s  8.9-9.3x
+    memory, 50 coins: RSS 62.0 → 63.7 MiB (1.03x), core state 3.26 → 3.20 MiB
+                      (8.2k buckets, 12.6k tids) from 1 h to 24 h (before: 5.89 MiB)
 
-≥ 300,000 trades/s holds from 3 trades per frame; ≥ 10x the recipe only from about
-100 trades per frame: a frame costs about 5 µs whatever it holds (msgspec decode
-0.4 µs, columns 0.4, dedupe 0.5, three bucket updates 1.8, a 1 s bar's life 1.2,
-loop 0.5), which the recipe's ~7 µs per one-trade frame does not leave room to
-beat tenfold in Python.
+≥ 300,000 trades/s holds from 3 trades per frame; ≥ 10x the recipe from 30-100 trades
+per frame (about 40), not on the mix. Where an average frame's ~14 µs go (20.9 trades;
+same machine): msgspec's decode into validated trades ~5 µs (240 ns a trade); the
+C-level passes the core cannot skip, four columns with the one-coin check, the order
+check, the size sum, the set that finds an id twice in a frame, max/min of the prices,
+another ~3.7 µs (decode plus these: 414-448 ns a trade, measured alone); the rest,
+~5-6 µs: the batch object and the calls between the three stages, the dedupe memory, the
+summary (and the lowest/highest tid of a block), the finest interval's bucket and the
+coarser ones' carry, about 0.8 bar lives per frame (a 1 s bar opens, closes, is
+emitted as a Bar and is dropped for almost every frame here) and the garbage
+collector's share (~0.7 µs, the Bars mostly). The recipe spends ~6 µs a trade, so
+tenfold means ≤ ~12.5 µs for that frame: more than the decode and the unavoidable
+passes leave for everything else. (The recipe does not dedupe; given the seen-tid set
+that hyperlake and lean pay for, it is ~5 % slower, which would read 7.8-8.9x: left
+out, the recipe stays as published.) Tried and measured: fusing parse, dedupe and
+aggregation into one function gains nothing (the calls are not the cost);
+mypyc-compiling bars.py and dedupe.py gains 4-8 % (trades.py does not compile: mypyc drops
+msgspec's class keywords such as ``tag_field``); Python 3.12 gives 8.2-8.5x and 3.13
+4.7-4.9x (its datetime and json make the recipe 1.5x faster). What would reach 10x:
+doing the per-frame work in native code, i.e. decoding a frame straight into columns
+and its summary (a small Rust or C extension, or msgspec growing columnar decoding),
+which would cut the ~9 µs spent in Python and in separate C passes to a few µs.
 """
 
 from __future__ import annotations

@@ -31,6 +31,13 @@ H + H/8 of them. An idle coin keeps its last window and does not grow. The defau
 aggregator could still apply to a closed 1 s … 5 m bar is checked against every id
 seen in that time.
 
+Speed: the usual frame is wholly newer than W, and then nothing is looked up (a copy
+has its original's time, so it cannot repeat a trade admitted before): the frame is
+only checked for an id twice within it, and its ids are appended to the coin's flat
+list. A frame reaching back to W or before (a replay, a resend, a block split over two
+frames) is checked against the ids of the frames whose key is ≥ its earliest time
+(any copy's original was admitted by one of them): for a replay, the last few frames.
+
 The memory is this process's: after a restart, the replay that follows the first
 subscribe is new to it, though bars written before the restart may hold those trades.
 The streamer must not let such bars be rewritten from a partial replay (it repairs
@@ -51,10 +58,34 @@ DEFAULT_HORIZON_MS = 5 * MINUTE_MS
 @dataclass(slots=True)
 class _CoinMemory:
     newest: int = -(1 << 62)  # W: newest exchange time admitted (none yet: admit all)
-    tids: set[int] = field(default_factory=set)
-    # (W right after the frame was admitted, ids it admitted), in admission order:
-    # the keys never decrease, so eviction pops from the left.
-    frames: deque[tuple[int, list[int]]] = field(default_factory=deque)
+    # The admitted ids in admission order and, per frame, its key (W right after it
+    # was admitted) and how many ids it added: the keys never decrease, so eviction
+    # takes from the left. Flat lists of ints, not a list or tuple per frame: appending
+    # is a C copy, and the garbage collector has nothing new to look at.
+    ids: list[int] = field(default_factory=list)
+    keys: deque[int] = field(default_factory=deque)
+    counts: deque[int] = field(default_factory=deque)
+
+    def ids_since(self, earliest: int) -> set[int]:
+        """The remembered ids a trade at ``earliest`` or later can repeat: those of the
+        frames whose key is ≥ ``earliest`` (a copy has its original's time, and a
+        frame's key is ≥ every time in it), newest first, so a replay of the last
+        trades reads only the last few frames."""
+        count = 0
+        for key, added in zip(reversed(self.keys), reversed(self.counts), strict=True):
+            if key < earliest:
+                break
+            count += added
+        ids = self.ids
+        return set(ids[len(ids) - count:])
+
+    def forget_before(self, floor: int) -> None:
+        """Forget the frames whose key is below ``floor``."""
+        keys, counts, count = self.keys, self.counts, 0
+        while keys[0] < floor:
+            keys.popleft()
+            count += counts.popleft()
+        del self.ids[:count]
 
 
 class TradeDeduper:
@@ -73,49 +104,50 @@ class TradeDeduper:
         """The trades of ``batch`` not admitted before, in frame order (the batch
         itself when all are new). A frame wholly newer than the coin's newest trade
         cannot repeat anything seen (a copy has its original's time), so the usual
-        case costs one pass to remember its ids and no lookup."""
+        case looks nothing up: it only checks that no id comes twice in the frame."""
         tids = batch.tids
         if not tids:
             return batch
         memory = self._coins.get(batch.coin)
         if memory is None:
             memory = self._coins[batch.coin] = _CoinMemory()
-        seen = memory.tids
-        earliest = batch.times[0] if batch.ordered else min(batch.times)
-        if earliest > memory.newest or (earliest >= memory.newest - self.horizon_ms
-                                        and seen.isdisjoint(tids)):
-            before = len(seen)
-            seen.update(tids)
-            if len(seen) - before == len(tids):
-                self._remember(memory, batch)
-                return batch  # all new
-            seen.difference_update(tids)  # a tid twice within the frame: sort it out below
-        kept = self._filter(batch, memory, memory.newest - self.horizon_ms)
-        if kept:
-            seen.update(kept.tids)
-            self._remember(memory, kept)
+        newest = memory.newest
+        if batch.ordered:
+            earliest, latest = batch.times[0], batch.times[-1]
+        else:
+            earliest, latest = min(batch.times), max(batch.times)
+        count = len(tids)
+        if earliest > newest and (count == 1 or len(set(tids)) == count):
+            kept = batch  # all new
+        else:
+            kept = self._filter(batch, memory.ids_since(earliest), newest - self.horizon_ms)
+            if not kept:
+                return kept
+            latest, count = kept.latest, len(kept.tids)
+        # remember the frame's ids; forget, in batches, those fallen behind the horizon
+        if latest > newest:
+            memory.newest = newest = latest
+        memory.ids += kept.tids
+        keys = memory.keys
+        keys.append(newest)
+        memory.counts.append(count)
+        if keys[0] < newest - self.horizon_ms - self._slack_ms:
+            memory.forget_before(newest - self.horizon_ms)
         return kept
 
-    def _remember(self, memory: _CoinMemory, kept: TradeBatch) -> None:
-        """Record a frame's admitted ids (already in the set) and evict what fell
-        behind the horizon."""
-        newest = kept.latest
-        if newest > memory.newest:
-            memory.newest = newest
-        frames = memory.frames
-        frames.append((memory.newest, kept.tids))
-        floor = memory.newest - self.horizon_ms
-        if frames[0][0] < floor - self._slack_ms:  # forget in batches, not frame by frame
-            while frames[0][0] < floor:
-                memory.tids.difference_update(frames.popleft()[1])
-
-    def _filter(self, batch: TradeBatch, memory: _CoinMemory, floor: int) -> TradeBatch:
+    def _filter(self, batch: TradeBatch, seen: set[int], floor: int) -> TradeBatch:
+        """The trades of ``batch`` neither stale (before ``floor``) nor in ``seen``
+        nor earlier in the frame."""
+        tids = batch.tids
+        if (seen.isdisjoint(tids) and min(batch.times) >= floor
+                and len(set(tids)) == len(tids)):
+            return batch  # overlaps in time only (a block split over two frames)
         keep: list[int] = []
         taken: set[int] = set()
-        for index, (tid, time) in enumerate(zip(batch.tids, batch.times, strict=True)):
+        for index, (tid, time) in enumerate(zip(tids, batch.times, strict=True)):
             if time < floor:
                 self.stale += 1
-            elif tid in memory.tids or tid in taken:
+            elif tid in seen or tid in taken:
                 self.duplicates += 1
             else:
                 keep.append(index)
@@ -124,4 +156,4 @@ class TradeDeduper:
 
     def remembered(self) -> int:
         """How many trade ids are held (the memory the bound is about)."""
-        return sum(len(memory.tids) for memory in self._coins.values())
+        return sum(len(memory.ids) for memory in self._coins.values())

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hyperlake.pipelines.stream.trades import (
     FLOAT_SIZE_LIMIT,
     GREETING,
+    PLAIN_SUM_LIMIT,
     SIZE_SCALE,
     CandleUpdate,
     Greeting,
@@ -225,6 +226,23 @@ def test_size_units_stays_exact_when_the_total_passes_the_limit(texts: list[str]
     sizes = [float(t) for t in texts if float(t) < FLOAT_SIZE_LIMIT]
     exact = sum(Decimal(t) for t in texts if float(t) < FLOAT_SIZE_LIMIT) * SIZE_SCALE
     assert size_units(sizes) == int(exact)
+
+
+@st.composite
+def plain_sum_sizes(draw: st.DrawFn) -> list[str]:
+    """Up to 100 sizes whose plain float sum lies just inside PLAIN_SUM_LIMIT / (n + 2)."""
+    count = draw(st.integers(min_value=1, max_value=100))
+    ceiling = int(PLAIN_SUM_LIMIT / (count + 2) / count * SIZE_SCALE)  # units per size
+    units = draw(st.lists(st.integers(min_value=1, max_value=ceiling), min_size=count,
+                          max_size=count))
+    return [f"{u // SIZE_SCALE}.{u % SIZE_SCALE:08d}" for u in units]
+
+
+@given(plain_sum_sizes())
+def test_the_plain_sum_path_is_exact_up_to_its_limit(texts: list[str]) -> None:
+    sizes = [float(t) for t in texts]
+    assert sum(sizes) * (len(sizes) + 2) < PLAIN_SUM_LIMIT * (1 + 1e-12)
+    assert size_units(sizes) == int(sum(Decimal(t) for t in texts) * SIZE_SCALE)
 
 
 @given(st.lists(decimal_text(10**12), min_size=1, max_size=20))

@@ -10,7 +10,11 @@ from pathlib import Path
 from hyperlake.errors import UserError
 from hyperlake.lake.atomic import sweep_temporaries
 from hyperlake.lake.checkpoints import Series
-from hyperlake.lake.compaction import CompactionStats, compact_group
+from hyperlake.lake.compaction import (
+    CompactionStats,
+    compact_group,
+    quarantine_broken_partitions,
+)
 from hyperlake.lake.lock import LakeLock
 from hyperlake.lake.paths import LakePaths
 from hyperlake.schemas.datasets import DATASET_SPECS
@@ -49,6 +53,7 @@ def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
             sweep_temporaries(paths.coverages(dataset))  # a run killed mid-marker
             spec = DATASET_SPECS[dataset]
             sweep_temporaries(paths.dataset(dataset))
+            quarantine_broken_partitions(paths, dataset, stats)
             groups: dict[tuple[str, str], list[Series]] = defaultdict(list)
             for series in discover_series(paths, dataset):
                 sweep_temporaries(series.folder)

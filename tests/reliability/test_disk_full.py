@@ -13,7 +13,7 @@ from tests.reliability.disk_full import TOO_BIG, disk_full_round
 from tests.reliability.support import StartEmulator, mount_problem
 
 
-@pytest.mark.parametrize("index", [0, 1], ids=["hydromancer", "dwellir workers"])
+@pytest.mark.parametrize("index", [1], ids=["dwellir workers"])
 def test_extraction_and_compaction_into_a_full_disk(make_emulator: StartEmulator,
                                                     tmp_path: Path, index: int) -> None:
     why = mount_problem()

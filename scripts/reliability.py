@@ -223,7 +223,8 @@ def result(tally: Tally) -> str:
     if not tally.clean():
         return f"FAIL ({len(tally.problems)} problems)"
     extra = {key: n for key, n in tally.notes.items() if key in (
-        "runs ended 4", "provisional buckets", "exit 2", "exit 3", "refused")}
+        "kind x rate combinations", "runs ended 4", "provisional buckets", "exit 2", "exit 3",
+        "refused")}
     return "ok" + (f" ({', '.join(f'{k}: {n}' for k, n in extra.items())})" if extra else "")
 
 

@@ -78,6 +78,7 @@ def fault_round(start: StartEmulator, folder: Path, rng: random.Random, endpoint
     rule = FaultRule(endpoint, kind, rate, FAULT_DELAY_S)
     faulty = ready(start, rule, seed=rng.randrange(2**31))
     label = f"{endpoint} {kind} {rate:.0%}"
+    tally.note("kind x rate combinations")
     for stage in stages_of(endpoint):
         done = run(stage.argv(lake), env_for(faulty, HYPERLAKE_MAX_ATTEMPTS=ATTEMPTS))
         tally.scan(done.stdout, done.stderr)

@@ -2,13 +2,15 @@
 
 One round builds two lakes from the same emulator: a *clean* one, each stage run once
 uninterrupted, and a *killed* one, each stage SIGKILLed (its whole process group) at
-instants drawn uniformly over the clean run's duration — start-up, lock, sweep, plan,
-fetch, commit, ledger — then resumed. After every kill: parts disjoint, each row once,
-no live process left. After the resume: the series done, nothing in the ledger, the
-rows the model's. Then compaction is killed the same way on the killed lake and
-resumed; its partitions must be byte-identical to an uninterrupted compaction of the
-same checkpoints, and both lakes must hold the same rows (cross-stage: the same lake
-whatever was interrupted), with no temporary, lock or checkpoint left behind.
+instants drawn uniformly over how long the run would take — start-up (timed on a run
+with nothing to do) plus the share of the clean run's work still missing — so a kill
+lands anywhere: start-up, lock, sweep, plan, fetch, commit, ledger. After every kill:
+parts disjoint, each row once, no live process, the lock free. After the resume: the
+series done, nothing in the ledger, the rows the model's. Then compaction is killed
+the same way on the killed lake and resumed; its partitions must be byte-identical to
+an uninterrupted compaction of the same checkpoints, and both lakes must hold the same
+rows (cross-stage: the same lake whatever was interrupted), with no temporary, lock or
+checkpoint left behind.
 
 Stages, one series each so compaction keeps one source per key: Dwellir BTC 1s (two
 worker processes), Hydromancer ETH 1s (12 windows), Hyperliquid SOL 1m (one request),
@@ -267,13 +269,16 @@ def start_compacting(lake: Path, env: dict[str, str]) -> subprocess.Popen[str]:
 
 def kill_compaction(tally: Tally, lake: Path, reference: Path, env: dict[str, str],
                     work_seconds: float, kills: int, rng: random.Random) -> None:
-    """Kill ``hyperlake compact`` at random instants of its work, resume, and compare
-    with the uninterrupted compaction of the same checkpoints, byte for byte."""
+    """Kill ``hyperlake compact`` at random instants of its work (drawn over the share of
+    parts still to compact), resume, and compare with the uninterrupted compaction of
+    the same checkpoints, byte for byte."""
+    total = len(list((lake / "_checkpoints").rglob("part-*.parquet")))
     for _ in attempts(tally, kills):
-        if not any((lake / "_checkpoints").rglob("part-*.parquet")):
+        left = len(list((lake / "_checkpoints").rglob("part-*.parquet")))
+        if not left:
             break  # a run the kill missed compacted everything
         process = start_compacting(lake, env)
-        time.sleep(rng.uniform(0.0, 1.0) * work_seconds)
+        time.sleep(rng.uniform(0.0, 1.0) * work_seconds * left / total)
         landed = process.poll() is None
         tally.scan(kill_and_reap(process))
         if landed:
@@ -312,7 +317,7 @@ def clean_runs(tallies: Tallies, clean: Path, env: dict[str, str]
 
 def stages_round(start: StartEmulator, folder: Path, rng: random.Random,
                  kills: int = 1, compaction_kills: int = 2) -> Tallies:
-    """Clean lakes, killed lake, compaction killed: one tally per stage, one for the
+    """Clean lake, killed lake, compaction killed: one tally per stage, one for the
     compaction, one for the cross-stage comparison."""
     emu = slow_emulator(start)
     env = env_for(emu)

@@ -39,7 +39,7 @@ from tests.reliability.support import (
     tree_changes,
 )
 
-HOLD_S = 3.0  # every answer waits this long: a winner holds the lock at least so long
+HOLD_S = 4.0  # every answer waits this long: a winner holds the lock at least so long
 WRITERS = (
     candle_stage("dwellir", "BTC", "1s", "2026-03-30T04:00:00Z", "2026-03-30T04:00:10Z",
                  "--rate", "8000"),
@@ -86,7 +86,7 @@ def race(tally: Tally, start: StartEmulator, lake: Path) -> None:
     seed_universe(emu)
     emu.set_faults([FaultRule("info", "slow", 1.0, HOLD_S),
                     FaultRule("hydromancer", "slow", 1.0, HOLD_S),
-                    FaultRule("dwellir", "slow", 1.0, HOLD_S / 5)])  # 6 requests to warm up
+                    FaultRule("dwellir", "slow", 1.0, HOLD_S / 10)])  # 12 requests at least
     env = env_for(emu)
     before = tree(lake, skip=("_state/writer.lock",))
     processes = [start_cli(stage.argv(lake), env) for stage in WRITERS]

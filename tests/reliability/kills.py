@@ -212,6 +212,15 @@ def attempts(tally: Tally, kills: int) -> Iterator[int]:
         yield attempt
 
 
+def reset(lake: Path, stage: Stage) -> None:
+    """Remove every file of the stage's series, as if it had never run."""
+    paths = LakePaths(lake)
+    for key, _ in stage.series:
+        for folder in (paths.checkpoint_series(key), paths.gap_ledger(key),
+                       paths.provisional(key)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def missing_share(lake: Path, stage: Stage) -> float:
     """How much of the stage's spans the lake still lacks (0 to 1)."""
     total = sum(len(span) for _, span in stage.series)
@@ -228,8 +237,9 @@ def kill_stage(tally: Tally, lake: Path, stage: Stage, env: dict[str, str], seco
     argv = stage.argv(lake)
     for _ in attempts(tally, kills):
         share = missing_share(lake, stage)
-        if share == 0:
-            break
+        if share == 0:  # the kill before missed: the run finished; start the stage over
+            reset(lake, stage)
+            share = 1.0
         expected = idle + share * max(0.0, seconds - idle)
         landed, stderr = kill_at(argv, env, rng.uniform(0.0, 1.0) * expected)
         tally.scan(stderr)

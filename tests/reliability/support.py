@@ -228,8 +228,10 @@ def key_occurrences(core: str, texts: Iterable[str | bytes], roots: Iterable[Pat
     for index, text in enumerate(texts):
         data = text if isinstance(text, bytes) else text.encode(errors="surrogateescape")
         hits += [f"output #{index}"] * data.count(needle)
+    for root in roots:
+        paths = sorted(root.rglob("*")) if root.exists() else []
+        hits += [f"name {path}" for path in paths if core in path.name]
     for path in files_under(*roots):
-        hits += [f"file name {path}"] * str(path).count(core)
         with contextlib.suppress(OSError):
             hits += [f"file {path}"] * path.read_bytes().count(needle)
     return hits

@@ -79,6 +79,14 @@ def describe_os_error(exc: OSError) -> str:
     return f"{what}{where}" + (f"; {advice}" if advice else "")
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character a terminal would not print as one (a newline or a
+    vertical tab in a path the user typed, a lone surrogate from undecodable bytes)
+    escaped: an error stays one line, whatever it quotes."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -87,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except HyperlakeError as exc:
-        print(f"hyperlake {args.command}: error: {exc}", file=sys.stderr)
+        print(f"hyperlake {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"hyperlake {args.command}: interrupted; what was committed stays, run the same "
@@ -106,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # The system refused a file operation (no space, read-only, no permission):
         # what was committed stays, and the message says which file and why.
-        print(f"hyperlake {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        print(f"hyperlake {args.command}: error: {one_line(describe_os_error(exc))}",
+              file=sys.stderr)
         return 1
     finally:
         if in_main_thread:

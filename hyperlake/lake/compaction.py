@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,8 @@ import pyarrow.parquet as pq
 
 from hyperlake.lake.atomic import atomic_path, remove_durably
 from hyperlake.lake.checkpoints import Series
-from hyperlake.lake.paths import JOB, LAKE_FILE, PART, LakePaths
-from hyperlake.lake.quarantine import Quarantined, quarantine
+from hyperlake.lake.paths import JOB, LAKE_FILE, PART, LakePaths, lake_files
+from hyperlake.lake.quarantine import Quarantined, parquet_looks_whole, quarantine
 from hyperlake.lake.ranges import Span
 from hyperlake.lake.row_index import RowIndex
 from hyperlake.schemas.datasets import DatasetSpec
@@ -288,6 +289,29 @@ def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list
         stats.parts_consumed += len(consumed)
         _remove_empty_jobs(series.folder)
     return True
+
+
+def quarantine_broken_partitions(paths: LakePaths, dataset: Dataset, stats: CompactionStats,
+                                 wants: Callable[[tuple[Dataset, str, str]], bool]
+                                 = lambda group: True) -> None:
+    """Move aside every partition of ``dataset`` that is not a whole Parquet file (the
+    cheap test of ``lake.quarantine``), and claim its day no more — in every group, not
+    only those with parts to merge now: a truncated partition must not stay claimed as
+    covered until new data for its day happens to come (the extract runs would call
+    the day complete, and its rows would never come back). ``wants`` limits the check
+    to the groups a run compacts (``update`` touches a few of a year-long lake's)."""
+    for market, interval in paths.lake_series(dataset):
+        if not wants((dataset, market, interval)):
+            continue
+        for date, folder in paths.partitions(dataset, market, interval):
+            for path in lake_files(folder):
+                problem = parquet_looks_whole(path)
+                if problem is None:
+                    continue
+                stats.quarantined.append(quarantine(paths, path, problem))
+                if date is not None:
+                    start = (date - dt.date(1970, 1, 1)).days * DAY_MS
+                    _forget_day(paths, (dataset, market, interval), Span(start, start + DAY_MS))
 
 
 def _forget_day(paths: LakePaths, group: tuple[Dataset, str, str], day: Span) -> None:

@@ -77,12 +77,20 @@ class Redactor:
 
     def _rebuild_same_type(self, exc: BaseException, message: str) -> BaseException | None:
         try:
-            rebuilt = type(exc)(message)
+            rebuilt = self._rebuild_os_error(exc) or type(exc)(message)
         except (TypeError, ValueError):
             return None
         self._copy_plain_attributes(exc, rebuilt)
         text = str(rebuilt)
         return rebuilt if self(text) == text else None
+
+    def _rebuild_os_error(self, exc: BaseException) -> BaseException | None:
+        """An ``OSError`` keeps its errno, redacted strerror and file name: what the
+        CLI needs to say "No space left on device (file); free some space ..."."""
+        if not isinstance(exc, OSError) or exc.errno is None:
+            return None
+        where = () if exc.filename is None else (self(str(exc.filename)),)
+        return type(exc)(exc.errno, self(exc.strerror or str(exc)), *where)
 
     def _copy_plain_attributes(self, source: BaseException, target: BaseException) -> None:
         """Copy instance attributes that are scalars; strings are redacted."""

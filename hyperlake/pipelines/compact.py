@@ -10,7 +10,11 @@ from pathlib import Path
 from hyperlake.errors import UserError
 from hyperlake.lake.atomic import sweep_temporaries
 from hyperlake.lake.checkpoints import Series
-from hyperlake.lake.compaction import CompactionStats, compact_group
+from hyperlake.lake.compaction import (
+    CompactionStats,
+    compact_group,
+    quarantine_broken_partitions,
+)
 from hyperlake.lake.lock import LakeLock
 from hyperlake.lake.paths import LakePaths
 from hyperlake.schemas.datasets import DATASET_SPECS
@@ -65,6 +69,7 @@ def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
             spec = DATASET_SPECS[dataset]
             for folder in _folders_to_sweep(paths, job, dataset):
                 sweep_temporaries(folder)
+            quarantine_broken_partitions(paths, dataset, stats, job.wants)
             groups: dict[tuple[str, str], list[Series]] = defaultdict(list)
             for series in _series_of(paths, job, dataset):
                 sweep_temporaries(series.folder)

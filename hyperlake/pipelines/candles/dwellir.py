@@ -90,6 +90,7 @@ class ShardResult:
     counters: Counters
     error: str | None = None
     terminal: bool = False
+    errno: int | None = None  # the system's error number, when the shard failed on one
 
 
 class _Segment:
@@ -416,8 +417,9 @@ def run_shard(spec: ShardSpec, progress: Any, lake_lock: Any) -> None:
     except TerminalError as exc:
         progress.put(("done", spec.index, ShardResult(spec.index, Counters(), str(exc), True)))
     except OSError as exc:
-        message = redact(str(exc), [spec.api_key])
-        progress.put(("done", spec.index, ShardResult(spec.index, Counters(), message, True)))
+        message = redact(exc.strerror or str(exc) if exc.errno else str(exc), [spec.api_key])
+        progress.put(("done", spec.index, ShardResult(spec.index, Counters(), message, True,
+                                                      exc.errno)))
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -606,6 +608,9 @@ class DwellirFetch:
             if result.error:
                 errors.append(result.error)
         if errors:
+            numbers = [result.errno for result in results if result.errno]
+            if numbers:  # a full disk, say: the system's error, so the CLI can advise
+                raise OSError(numbers[0], "; ".join(sorted(set(errors))))
             raise TerminalError("; ".join(sorted(set(errors))))
         return total
 

@@ -38,7 +38,6 @@ import orjson
 
 from hyperlake.emulator.server import Emulator, frozen_config
 from hyperlake.emulator.universe import load_universe
-from hyperlake.lake.atomic import write_bytes_atomic
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.ledger import Failure
 from hyperlake.lake.paths import LakePaths, SeriesKey
@@ -194,10 +193,11 @@ def synthetic_lake(root: Path, markets: int = 200, days: int = 365) -> None:
             for d in range(days):
                 date = format_instant(first + d * DAY_MS)[:10]
                 folder = paths.partition("candles", market, interval, date)
+                assert isinstance(folder, Path)  # a local lake: plain files, fast
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / "part-0.parquet").touch()
                 index[date] = [DAY_MS // step, first + d * DAY_MS, first + (d + 1) * DAY_MS - step]
-            write_bytes_atomic(paths.row_index("candles", market, interval), orjson.dumps(index))
+            paths.store.put(paths.row_index("candles", market, interval), orjson.dumps(index))
 
 
 def status_times(tmp: Path, repeat: int) -> tuple[float, float]:

@@ -11,6 +11,7 @@ import pytest
 
 from hyperlake.emulator.config import EmulatorConfig
 from hyperlake.emulator.server import Emulator, frozen_config
+from hyperlake.lake.store import Location
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: The instant tests freeze the emulator's clock at: 2026-03-31T00:00:00Z.
@@ -63,3 +64,9 @@ def private_pacing(tmp_path_factory: pytest.TempPathFactory,
     for name in ("HYPERLAKE_HYPERLIQUID_URL", "HYPERLAKE_HYDROMANCER_URL",
                  "HYPERLAKE_DWELLIR_URL"):
         monkeypatch.setenv(name, NOWHERE)
+
+
+def on_disk(location: Location) -> Path:
+    """A lake location of a local lake (the test writes or inspects it as a file)."""
+    assert isinstance(location, Path), f"{location} is not on this machine's disk"
+    return location

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hyperlake.emulator.config import EmulatorConfig
+    from hyperlake.lake.store import Location
     from hyperlake.pipelines.settings import SourceSettings
 
 DEFAULT_CLOCK = "2026-03-31T00:00:00Z"
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return _demo(config, Path(tmp), now)
 
 
-def _demo(config: EmulatorConfig, lake: Path, now: int) -> int:
+def _demo(config: EmulatorConfig, lake: Location, now: int) -> int:
     from hyperlake.emulator.server import Emulator
     from hyperlake.pipelines.compact import CompactJob, run_compact
     from hyperlake.pipelines.settings import SourceSettings
@@ -73,7 +74,7 @@ def _demo(config: EmulatorConfig, lake: Path, now: int) -> int:
     return 0
 
 
-def _extract(settings: SourceSettings, lake: Path, now: int) -> None:
+def _extract(settings: SourceSettings, lake: Location, now: int) -> None:
     from hyperlake.pipelines.candles.job import CandleJob, run_job
     from hyperlake.pipelines.funding import FundingJob, run_funding
     from hyperlake.schemas.intervals import DAY_MS, HOUR_MS
@@ -102,7 +103,7 @@ def _extract(settings: SourceSettings, lake: Path, now: int) -> None:
           f"{funding.counters.requests} requests")
 
 
-def _query(lake: Path) -> None:
+def _query(lake: Location) -> None:
     from hyperlake.query.catalog import connect
 
     con = connect(lake)

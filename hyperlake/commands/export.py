@@ -48,7 +48,7 @@ def _instant(text: str | None, field: str) -> int | None:
 
 
 def run_csv(args: argparse.Namespace) -> int:
-    from hyperlake.lake.paths import existing_lake
+    from hyperlake.lake.paths import existing_lake, open_store
     from hyperlake.query.export_csv import export_csv, vendor_columns
     from hyperlake.query.loaders import TimeRange, candle_files, resolve_interval, resolve_market
     from hyperlake.query.output_target import output_target
@@ -61,7 +61,8 @@ def run_csv(args: argparse.Namespace) -> int:
     files = candle_files(root, market, interval, span.start_ms, span.end_ms)
     if target.note is not None:
         print(f"hyperlake export: note: {target.note}", file=sys.stderr)
-    rows = export_csv(files, span, vendor_columns(market, interval), target)
+    rows = export_csv(files, span, vendor_columns(market, interval), target,
+                      open_store(root).polars_options())
     # The summary goes to stderr when the CSV itself goes to stdout.
     summary = sys.stderr if target.is_stdout else sys.stdout
     if rows == 0:

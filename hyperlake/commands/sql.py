@@ -84,7 +84,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperlake.lake.paths import existing_lake
+    from hyperlake.lake.paths import existing_lake, open_store
     from hyperlake.query.catalog import connect
     from hyperlake.query.output_target import STDOUT, output_target
     from hyperlake.query.read_only import lock_down
@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "parquet" and args.output is None:
         raise UserError("--output: --format parquet needs a file to write to "
                         "(or --output - for a pipe)")
-    root = existing_lake(args.lake).resolve()
+    found = existing_lake(args.lake)
+    root = open_store(found).absolute(found)
     target = output_target(STDOUT if args.output is None else args.output)
     con = connect(root)
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from hyperlake.lake.store import Location
     from hyperlake.pipelines.settings import SourceSettings
     from hyperlake.pipelines.update.config import UpdateConfig
     from hyperlake.pipelines.update.plan import UpdatePlan
@@ -71,7 +72,7 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _config(args: argparse.Namespace) -> tuple[UpdateConfig, SourceSettings, Path]:
+def _config(args: argparse.Namespace) -> tuple[UpdateConfig, SourceSettings, Location]:
     """The file, the environment and the flags, checked: UserError (exit 2) before any
     request or file."""
     import dataclasses
@@ -118,7 +119,7 @@ def _check_keys(config: UpdateConfig, settings: SourceSettings) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperlake.lake.lock import LakeBusy, LakeLock
+    from hyperlake.lake.lock import LakeBusy
     from hyperlake.lake.paths import LakePaths
 
     config, settings, lake = _config(args)
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         print(render(config, settings, lake))
         return EXIT_OK
     rate = _check_keys(config, settings)
-    lock = LakeLock(LakePaths(lake).lock_file)
+    lock = LakePaths(lake).writer_lock()
     try:
         lock.acquire()  # before the heavy imports: a busy lake is told at once
     except LakeBusy as exc:
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         lock.release()
 
 
-def _run(args: argparse.Namespace, config: UpdateConfig, settings: SourceSettings, lake: Path,
+def _run(args: argparse.Namespace, config: UpdateConfig, settings: SourceSettings, lake: Location,
          rate: float | None) -> int:
     from hyperlake.net.redact import Redactor
     from hyperlake.pipelines.update.ping import Pinger

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from hyperlake.lake.store import Location
     from hyperlake.pipelines.settings import SourceSettings
     from hyperlake.pipelines.update.config import UpdateConfig
 
@@ -20,7 +20,7 @@ def _value(value: object) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render(config: UpdateConfig, settings: SourceSettings, lake: Path) -> str:
+def render(config: UpdateConfig, settings: SourceSettings, lake: Location) -> str:
     """TOML of what the run would use: the file, the environment and the flags merged;
     a key is shown only as set or not set."""
     from hyperlake.pipelines.candles.registry import REGISTRY

@@ -18,22 +18,27 @@ A crash between steps only makes the next run fetch something again.
 Compaction consumes parts; before it deletes them it records their spans as
 coverage markers (``_state/coverage/…/covered-<a>-<b>``, empty files named for the
 span), so what was covered stays known after the parts are gone.
+
+On an object store each of these files is one PUT (atomic), in the same order. A part
+is a plain PUT, not a create-only one: a later run that fetches a provisional span
+again may write a part of the very same name, and the newer rows must win, as
+``os.replace`` makes them win on disk. What keeps a second writer out is the lease
+(checked before every write, ``lake.lease``), not the part's name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hyperlake.lake.atomic import atomic_path, fsync_dir, remove_durably, write_parquet_atomic
 from hyperlake.lake.ledger import Failure, Gap, SpanLedger
 from hyperlake.lake.paths import COVERED, GAP, JOB, PART, PROVISIONAL, LakePaths, SeriesKey
-from hyperlake.lake.quarantine import Quarantined, parquet_looks_whole, quarantine
+from hyperlake.lake.quarantine import Quarantined, quarantine
 from hyperlake.lake.ranges import RangeSet, Span
+from hyperlake.lake.store import Location
 
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
 
@@ -45,30 +50,27 @@ class Series:
         self.paths = paths
         self.key = key
         self.folder = paths.checkpoint_series(key)
-        self.ledger = SpanLedger(paths.gap_ledger(key), GAP, key.describe())
-        self.provisional = SpanLedger(paths.provisional(key), PROVISIONAL, key.describe())
+        self.store = paths.store
+        self.ledger = SpanLedger(paths.store, paths.gap_ledger(key), GAP, key.describe())
+        self.provisional = SpanLedger(paths.store, paths.provisional(key), PROVISIONAL,
+                                      key.describe())
         self.coverage_folder = paths.coverage(key)
 
-    def job_folder(self, want: Span) -> Path:
+    def job_folder(self, want: Span) -> Location:
         return self.folder / JOB.spell(want)
 
-    def parts(self) -> list[tuple[Span, Path]]:
+    def parts(self) -> list[tuple[Span, Location]]:
         found = []
-        if self.folder.exists():
-            for path in self.folder.glob(f"{JOB.prefix}*/*/{PART.prefix}*{PART.suffix}"):
-                span = PART.parse(path.name)
-                if span is not None:
-                    found.append((span, path))
-        return sorted(found)
+        for path in self.store.files(self.folder,
+                                     f"{JOB.prefix}*/*/{PART.prefix}*{PART.suffix}"):
+            span = PART.parse(path.name)
+            if span is not None:
+                found.append((span, path))
+        return sorted(found, key=lambda item: (item[0], str(item[1])))
 
     def compacted(self) -> RangeSet:
-        spans = []
-        if self.coverage_folder.exists():
-            for path in self.coverage_folder.iterdir():
-                span = COVERED.parse(path.name)
-                if span is not None:
-                    spans.append(span)
-        return RangeSet(spans)
+        return RangeSet(span for path in self.store.files(self.coverage_folder, "*")
+                        if (span := COVERED.parse(path.name)) is not None)
 
     def gaps(self) -> list[Gap]:
         return self.ledger.entries()
@@ -94,49 +96,49 @@ class Series:
             self._write_coverage(compacted.subtract(RangeSet([span])))
 
     def _write_coverage(self, merged: RangeSet) -> None:
+        """New markers first, then the superseded ones go: a crash in between leaves
+        overlapping markers, which claim the same."""
         folder = self.coverage_folder
-        folder.mkdir(parents=True, exist_ok=True)
-        old = [p for p in folder.iterdir() if COVERED.parse(p.name) is not None]
+        old = [p for p in self.store.files(folder, "*") if COVERED.parse(p.name) is not None]
         wanted = {COVERED.spell(s) for s in merged}
         for name in sorted(wanted - {p.name for p in old}):
-            with atomic_path(folder / name) as tmp:
-                tmp.write_bytes(b"")
-        remove_durably([p for p in old if p.name not in wanted])
-        fsync_dir(folder)
+            self.store.put(folder / name, b"")
+        self.store.delete([p for p in old if p.name not in wanted])
 
     def quarantine_broken_parts(self) -> list[Quarantined]:
         """Move aside every part that is not a whole Parquet file (its name no longer
         claims its span, so the span is fetched again)."""
         moved = []
         for _, path in self.parts():
-            problem = parquet_looks_whole(path)
+            problem = self.store.torn_parquet(path)
             if problem is not None:
                 moved.append(quarantine(self.paths, path, problem))
         return moved
 
     def read_parts(self, schema: pa.Schema) -> pa.Table:
         """Every row of every part, as written (duplicates included)."""
-        tables = [pq.read_table(path) for _, path in self.parts()]
+        tables = [pq.read_table(self.store.parquet(path).source) for _, path in self.parts()]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 class ShardWriter:
     """Commits a shard's contiguous progress: one part file per commit."""
 
-    def __init__(self, series: Series, folder: Path) -> None:
+    def __init__(self, series: Series, folder: Location) -> None:
         self.series = series
         self.folder = folder
 
     def commit(self, span: Span, table: pa.Table, failures: Sequence[Failure],
-               provisional: Sequence[Failure] = ()) -> Path:
+               provisional: Sequence[Failure] = ()) -> Location:
         """``span``'s rows; ``failures`` could not be had, ``provisional`` are not final
-        (see ``lake.ledger``)."""
+        (see ``lake.ledger``). A writer under a run's grant checks it first."""
+        self.series.paths.check_grant()
         ledgers = ((self.series.ledger, failures), (self.series.provisional, provisional))
         for ledger, entries in ledgers:
             for entry in entries:
                 ledger.record(entry)
         part = self.folder / PART.spell(span)
-        write_parquet_atomic(part, table, **PARQUET_OPTIONS)
+        self.series.store.put_parquet(part, table, PARQUET_OPTIONS)
         for ledger, entries in ledgers:
             ledger.clear(span, {e.span for e in entries})
         return part

@@ -14,27 +14,30 @@ Only after every date of the group is swapped is the parts' coverage written to
 ``_state/coverage`` (file names state the spans), and only then are the parts
 deleted. A kill at any instant leaves the parts in place; compacting again merges
 the same rows to the same bytes.
+
+On an object store the swap is one PUT of the merged file, conditional on the
+partition being the version this merge read (``If-Match``, or ``If-None-Match: *``
+for a new one): a second writer that replaced it meanwhile makes this merge stop
+with ``Conflict`` and replace nothing, so its rows are never lost under ours.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hyperlake.lake.atomic import atomic_path, remove_durably
 from hyperlake.lake.checkpoints import Series
-from hyperlake.lake.paths import JOB, LAKE_FILE, PART, LakePaths, lake_files
-from hyperlake.lake.quarantine import Quarantined, parquet_looks_whole, quarantine
+from hyperlake.lake.paths import JOB, LAKE_FILE, PART, LakePaths
+from hyperlake.lake.quarantine import Quarantined, quarantine
 from hyperlake.lake.ranges import Span
 from hyperlake.lake.row_index import RowIndex
+from hyperlake.lake.store import IF_ABSENT, IfMatch, Location, ParquetFile, Store
 from hyperlake.schemas.datasets import DatasetSpec
 from hyperlake.schemas.intervals import DAY_MS
 from hyperlake.schemas.records import TS
@@ -57,19 +60,19 @@ class CompactionError(RuntimeError):
 class BrokenFile(Exception):
     """A checkpoint part or partition that cannot be read (``lake.quarantine``)."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Location, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
 
 
-def read_lake_table(path: Path, spec: DatasetSpec) -> pa.Table:
+def read_lake_table(file: ParquetFile, spec: DatasetSpec) -> pa.Table:
     """A part's or partition's rows in the lake schema; ``BrokenFile`` if unreadable."""
     try:
-        return _conform(pq.read_table(path), spec.lake_schema)
+        return _conform(pq.read_table(file.source), spec.lake_schema)
     except (OSError, pa.ArrowException) as exc:
         lines = str(exc).strip().splitlines()
-        raise BrokenFile(path, lines[0] if lines else type(exc).__name__) from None
+        raise BrokenFile(file.location, lines[0] if lines else type(exc).__name__) from None
 
 
 @dataclass
@@ -159,17 +162,18 @@ class _PartReader:
     """Rows of checkpoint parts by UTC day. A part that spans several days (a
     window crossing midnight) is read once and kept until its last day is done."""
 
-    def __init__(self, spec: DatasetSpec) -> None:
+    def __init__(self, store: Store, spec: DatasetSpec) -> None:
+        self.store = store
         self.spec = spec
-        self._cache: dict[Path, tuple[Span, pa.Table]] = {}
+        self._cache: dict[str, tuple[Span, pa.Table]] = {}
 
-    def rows(self, span: Span, path: Path, lo: int, hi: int) -> pa.Table:
-        cached = self._cache.get(path)
+    def rows(self, span: Span, path: Location, lo: int, hi: int) -> pa.Table:
+        cached = self._cache.get(str(path))
         if cached is None:
-            table = read_lake_table(path, self.spec)
+            table = self._read(path)
             if span.start >= lo and span.end <= hi:
                 return table  # wholly inside this day: no need to keep it
-            cached = self._cache[path] = (span, table)
+            cached = self._cache[str(path)] = (span, table)
         table = cached[1]
         keys = table.column(self.spec.key)
         inside = pc.and_(pc.greater_equal(keys, pa.scalar(lo, TS)),
@@ -181,6 +185,13 @@ class _PartReader:
         for path in [p for p, (span, _) in self._cache.items() if span.end <= day_end]:
             del self._cache[path]
 
+    def _read(self, path: Location) -> pa.Table:
+        try:
+            file = self.store.parquet(path)
+        except FileNotFoundError as exc:
+            raise BrokenFile(path, exc.strerror or "missing") from None
+        return read_lake_table(file, self.spec)
+
 
 def _check(merged: pa.Table, spec: DatasetSpec, expected_keys: int) -> None:
     if merged.num_rows != expected_keys:
@@ -190,20 +201,22 @@ def _check(merged: pa.Table, spec: DatasetSpec, expected_keys: int) -> None:
         raise CompactionError(f"{spec.name}: keys are not unique and sorted after merge")
 
 
-def merge_partition(folder: Path, incoming: list[pa.Table], spec: DatasetSpec,
-                    precedence: tuple[str, ...]) -> tuple[bool, int]:
+def merge_partition(store: Store, folder: Location, incoming: list[pa.Table],
+                    spec: DatasetSpec, precedence: tuple[str, ...]) -> tuple[bool, int]:
     """Merge ``incoming`` rows into ``folder/part-0.parquet``. Returns (written, rows)."""
     try:
-        return _merge_partition(folder, incoming, spec, precedence)
-    except _Unchanged:
-        return False, pq.read_metadata(folder / LAKE_FILE).num_rows
+        return _merge_partition(store, folder, incoming, spec, precedence)
+    except _Unchanged as unchanged:
+        return False, unchanged.rows
 
 
-def _merge_partition(folder: Path, incoming: list[pa.Table], spec: DatasetSpec,
-                     precedence: tuple[str, ...]) -> tuple[bool, int]:
+def _merge_partition(store: Store, folder: Location, incoming: list[pa.Table],
+                     spec: DatasetSpec, precedence: tuple[str, ...]) -> tuple[bool, int]:
     final = folder / LAKE_FILE
-    current = read_lake_table(final, spec) if final.exists() else None
-    tables = [t for t in ([current] if current is not None else []) + incoming if t.num_rows]
+    current = store.parquet_if_exists(final)
+    current_rows = read_lake_table(current, spec) if current is not None else None
+    tables = [t for t in ([current_rows] if current_rows is not None else []) + incoming
+              if t.num_rows]
     if not tables:
         return False, 0
     union = pa.concat_tables(tables)
@@ -214,26 +227,27 @@ def _merge_partition(folder: Path, incoming: list[pa.Table], spec: DatasetSpec,
         expected = _distinct(keys)
         merged = deduplicate(union, spec, precedence)
         _check(merged, spec, expected)
-    if current is not None and merged.equals(current):
+    if current_rows is not None and merged.equals(current_rows):
         return False, merged.num_rows
-    with atomic_path(final) as tmp:
-        pq.write_table(merged, tmp, **LAKE_WRITE_OPTIONS)
-        written = pq.read_metadata(tmp)
+    only = IF_ABSENT if current is None else IfMatch(current.version)
+    with store.staging(final, only) as staged:
+        pq.write_table(merged, staged.sink, **LAKE_WRITE_OPTIONS)
+        written = staged.metadata()
         if written.num_rows != merged.num_rows:
             raise CompactionError(f"staging file of {folder} holds {written.num_rows} rows, "
                                   f"expected {merged.num_rows}")
-        if current is not None and _same_bytes(tmp, final):
+        if current is not None and staged.same_as(current):
             # Table.equals says NaN != NaN: the bytes are the honest test.
-            raise _Unchanged
+            raise _Unchanged(merged.num_rows)
     return True, merged.num_rows
 
 
 class _Unchanged(Exception):
     """The staged file is byte-identical to the live one: leave the live one alone."""
 
-
-def _same_bytes(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+    def __init__(self, rows: int) -> None:
+        super().__init__(rows)
+        self.rows = rows
 
 
 def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list: list[Series],
@@ -250,8 +264,8 @@ def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list
         return False
     days = sorted({d for span, _ in parts for d in days_of(span)})
     stats.days[group] = days
-    index = RowIndex(paths.row_index(*group))
-    reader = _PartReader(spec)
+    index = RowIndex(paths.store, paths.row_index(*group))
+    reader = _PartReader(paths.store, spec)
     for day in days:
         lo, hi = day * DAY_MS, (day + 1) * DAY_MS
         incoming = []
@@ -267,11 +281,11 @@ def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list
             continue
         folder = paths.partition(*group, utc_date(lo))
         try:
-            written, rows = merge_partition(folder, incoming, spec, precedence)
+            written, rows = merge_partition(paths.store, folder, incoming, spec, precedence)
         except BrokenFile as broken:
             stats.quarantined.append(quarantine(paths, broken.path, broken.reason))
             _forget_day(paths, group, Span(lo, hi))
-            written, rows = merge_partition(folder, incoming, spec, precedence)
+            written, rows = merge_partition(paths.store, folder, incoming, spec, precedence)
         if written:
             stats.partitions_written += 1
             stats.rows_out += rows
@@ -281,13 +295,14 @@ def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list
     index.save()
     for series in series_list:
         # what was listed and read (a quarantined part has moved away)
-        consumed = [(span, path) for span, path in listed[id(series)] if path.exists()]
+        moved = {str(q.original) for q in stats.quarantined}
+        consumed = [(span, path) for span, path in listed[id(series)] if str(path) not in moved]
         if not consumed:
             continue
         series.record_coverage(span for span, _ in consumed)
-        remove_durably([path for _, path in consumed])
+        paths.store.delete([path for _, path in consumed])
         stats.parts_consumed += len(consumed)
-        _remove_empty_jobs(series.folder)
+        _remove_empty_jobs(paths.store, series.folder)
     return True
 
 
@@ -303,14 +318,14 @@ def quarantine_broken_partitions(paths: LakePaths, dataset: Dataset, stats: Comp
     for market, interval in paths.lake_series(dataset):
         if not wants((dataset, market, interval)):
             continue
-        for date, folder in paths.partitions(dataset, market, interval):
-            for path in lake_files(folder):
-                problem = parquet_looks_whole(path)
+        for partition in paths.partition_files(dataset, market, interval):
+            for path in partition.files:
+                problem = paths.store.torn_parquet(path)
                 if problem is None:
                     continue
                 stats.quarantined.append(quarantine(paths, path, problem))
-                if date is not None:
-                    start = (date - dt.date(1970, 1, 1)).days * DAY_MS
+                if partition.date is not None:
+                    start = (partition.date - dt.date(1970, 1, 1)).days * DAY_MS
                     _forget_day(paths, (dataset, market, interval), Span(start, start + DAY_MS))
 
 
@@ -322,18 +337,9 @@ def _forget_day(paths: LakePaths, group: tuple[Dataset, str, str], day: Span) ->
             Series(paths, key).drop_coverage(day)
 
 
-def _remove_empty_jobs(folder: Path) -> None:
+def _remove_empty_jobs(store: Store, folder: Location) -> None:
     """Drop job folders whose parts are all consumed (job.json is only informational)."""
-    if not folder.exists():
-        return
-    for job in folder.glob(f"{JOB.prefix}*"):
-        if any(job.rglob(f"{PART.prefix}*{PART.suffix}")):
-            continue
-        for path in sorted(job.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):
-                path.unlink() if path.is_file() else path.rmdir()
-        with contextlib.suppress(OSError):
-            job.rmdir()
-    for empty in (folder, folder.parent):  # interval=…, then market=…
-        with contextlib.suppress(OSError):
-            empty.rmdir()
+    for job in store.dirs(folder, f"{JOB.prefix}*"):
+        if not store.files(job, f"*/{PART.prefix}*{PART.suffix}"):
+            store.remove_tree(job)
+    store.prune((folder, folder.parent))  # interval=…, then market=…

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from hyperlake.lake.atomic import remove_durably, write_bytes_atomic
 from hyperlake.lake.paths import SpanFileName
 from hyperlake.lake.ranges import RangeSet, Span
+from hyperlake.lake.store import Location, Store
 
 
 @dataclass(frozen=True)
@@ -46,25 +45,26 @@ class Gap:
     """A ledger entry: its span, its file, and what the file says."""
 
     span: Span
-    path: Path
+    path: Location
     info: dict[str, Any]
 
 
 class SpanLedger:
     """The files of one ledger of one series."""
 
-    def __init__(self, folder: Path, names: SpanFileName, series: str) -> None:
+    def __init__(self, store: Store, folder: Location, names: SpanFileName,
+                 series: str) -> None:
+        self.store = store
         self.folder = folder
         self.names = names
         self.series = series  # how entries name the series (for a human reading them)
 
     def entries(self) -> list[Gap]:
         found = []
-        if self.folder.exists():
-            for path in self.folder.iterdir():
-                span = self.names.parse(path.name)
-                if span is not None:
-                    found.append(Gap(span, path, _read_json(path)))
+        for path in self.store.files(self.folder, "*"):
+            span = self.names.parse(path.name)
+            if span is not None:
+                found.append(Gap(span, path, self._read_json(path)))
         return sorted(found, key=lambda g: g.span)
 
     def spans(self) -> RangeSet:
@@ -72,7 +72,7 @@ class SpanLedger:
 
     def record(self, failure: Failure) -> None:
         path = self.folder / self.names.spell(failure.span)
-        previous = _read_json(path) if path.exists() else {}
+        previous = self._read_json(path)
         now = int(time.time() * 1000)
         entry = {
             "series": self.series,
@@ -83,7 +83,7 @@ class SpanLedger:
             "first_failed_at": previous.get("first_failed_at", now),
             "last_failed_at": now,
         }
-        write_bytes_atomic(path, orjson.dumps(entry, option=orjson.OPT_INDENT_2))
+        self.store.put(path, orjson.dumps(entry, option=orjson.OPT_INDENT_2))
 
     def clear(self, fetched: Span, still_failed: set[Span]) -> None:
         """Remove entries ``fetched`` has now covered, keeping what lies outside it."""
@@ -92,15 +92,16 @@ class SpanLedger:
             if gap.span in still_failed or not gap.span.overlaps(fetched):
                 continue
             for rest in RangeSet([gap.span]).subtract(RangeSet([fetched])):
-                write_bytes_atomic(self.folder / self.names.spell(rest), orjson.dumps(
+                self.store.put(self.folder / self.names.spell(rest), orjson.dumps(
                     {**gap.info, "start": rest.start, "end": rest.end}))
             stale.append(gap.path)
-        remove_durably(stale)
+        self.store.delete(stale)
 
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    def _read_json(self, path: Location) -> dict[str, Any]:
+        """An entry's information; {} when missing or unreadable (its name is the
+        entry: the span stays in the ledger either way)."""
+        try:
+            value = orjson.loads(self.store.read(path))
+        except (OSError, orjson.JSONDecodeError):
+            return {}
+        return value if isinstance(value, dict) else {}

@@ -5,6 +5,14 @@ is closed, however its holders exit (``kill -9`` included), so a crashed run nev
 leaves a stale lock behind. A run's worker processes inherit that descriptor
 (``fileno``): the lake stays locked while any process of the run could still write,
 so a worker orphaned by its parent's death can never commit beside the next run.
+
+An object store has no flock: there the writer lock is a lease object with an expiry
+(``lake.lease``). Both give the same small API (``WriterLock``): acquire/release (a
+context manager, re-entrant within a process), ``check`` before committing (a lease
+may have been lost; a flock cannot be), ``holder`` (this hold's id), ``grant()`` (a
+picklable ``Grant`` another process checks before each of its commits: "is the lake
+still held by <holder>?") and ``for_workers()`` (what a worker process of this run
+inherits: the flock's descriptor here, a lease's grant there).
 """
 
 from __future__ import annotations
@@ -13,8 +21,10 @@ import contextlib
 import fcntl
 import os
 import sys
+from multiprocessing import reduction
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Protocol
 
 from hyperlake.errors import HyperlakeError
 
@@ -25,8 +35,66 @@ class LakeBusy(HyperlakeError):
     exit_code = 3
 
 
-#: The locks this process holds, by lock file: a stage's workers inherit them.
-_HELD: dict[str, LakeLock] = {}
+class Grant(Protocol):
+    """The authority to commit on behalf of the run holding a lake's writer lock, for a
+    process that does not hold it itself: small and picklable."""
+
+    @property
+    def holder(self) -> str: ...
+
+    def check(self) -> None:
+        """Return while the lake is still held by ``holder``; raise (exit 3, one line)
+        once it is not: stop before committing anything more."""
+        ...
+
+
+class WorkerHold(Protocol):
+    """What a run's worker process inherits of the run's writer lock."""
+
+    def adopt(self) -> Grant | None:
+        """Called once in the worker: keep the hold alive; the grant to check before
+        each commit (None: the inherited hold itself keeps other writers out)."""
+        ...
+
+
+class WriterLock(Protocol):
+    """One writer per lake (``LakeLock`` on disk, ``lake.lease.Lease`` on an object
+    store)."""
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def __enter__(self) -> WriterLock: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+    @property
+    def holder(self) -> str:
+        """This hold's id (fresh for each acquisition)."""
+        ...
+
+    def check(self) -> None:
+        """Before a commit: raise (exit 3) once this process may no longer write."""
+        ...
+
+    def grant(self) -> Grant: ...
+
+    def for_workers(self) -> WorkerHold: ...
+
+
+#: The locks this process holds, by where they live: a stage's workers inherit them.
+_HELD: dict[str, WriterLock] = {}
+
+
+def held_lock(lock_file: Any) -> WriterLock | None:
+    """The lock this process holds at ``lock_file`` (a path or an object's URL)."""
+    return _HELD.get(hold_key(lock_file))
+
+
+def hold_key(lock_file: Any) -> str:
+    return os.path.abspath(lock_file) if isinstance(lock_file, Path) else str(lock_file)
 
 
 class LakeLock:
@@ -38,11 +106,13 @@ class LakeLock:
         self.lock_file = lock_file
         self._fd: int | None = None
         self._shared: LakeLock | None = None
+        self._holder: str | None = None
 
     @staticmethod
     def held(lock_file: Path) -> LakeLock | None:
         """The lock this process holds on ``lock_file``, if it holds it."""
-        return _HELD.get(os.path.abspath(lock_file))
+        lock = held_lock(lock_file)
+        return lock if isinstance(lock, LakeLock) else None
 
     def fileno(self) -> int:
         """The locked descriptor (for worker processes to inherit)."""
@@ -76,18 +146,41 @@ class LakeLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv[:3])}\n".encode())
         self._fd = fd
-        _HELD[os.path.abspath(self.lock_file)] = self
+        self._holder = f"{os.getpid()}-{os.urandom(6).hex()}"
+        _HELD[hold_key(self.lock_file)] = self
 
     def release(self) -> None:
         if self._shared is not None:
             self._shared = None
             return
-        _HELD.pop(os.path.abspath(self.lock_file), None)
+        _HELD.pop(hold_key(self.lock_file), None)
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+    @property
+    def holder(self) -> str:
+        """This hold's id (fresh for every acquisition)."""
+        if self._shared is not None:
+            return self._shared.holder
+        if self._holder is None:
+            raise RuntimeError(f"{self.lock_file} is not locked by this process")
+        return self._holder
+
+    def check(self) -> None:
+        """A flock cannot be lost while its descriptor is open: nothing to check."""
+
+    def grant(self) -> Grant:
+        """The flock's grant: this process's hold, checked by asking whether it is the
+        one that still holds the lock (``hyperlake backfill`` extends this to other
+        processes through the lock file's content)."""
+        return _LocalGrant(self.holder)
+
+    def for_workers(self) -> WorkerHold:
+        """The locked descriptor, for a spawned worker to inherit (``InheritedFd``)."""
+        return InheritedFd(self.fileno())
 
     def __enter__(self) -> LakeLock:
         self.acquire()
@@ -96,6 +189,46 @@ class LakeLock:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+class _LocalGrant:
+    def __init__(self, holder: str) -> None:
+        self._holder = holder
+
+    @property
+    def holder(self) -> str:
+        return self._holder
+
+    def check(self) -> None:
+        if not any(lock.holder == self._holder for lock in _HELD.values()
+                   if isinstance(lock, LakeLock)):
+            raise LakeBusy(f"this run ({self._holder}) no longer holds the lake's lock")
+
+
+class InheritedFd:
+    """A descriptor a spawned worker inherits: pickled (as the process starts) into
+    multiprocessing's own fd passing, so the child gets the very open file."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_AdoptedFd, (reduction.DupFd(self.fd),))
+
+    def adopt(self) -> Grant | None:
+        return None
+
+
+class _AdoptedFd:
+    """The worker's side of ``InheritedFd``: the descriptor stays open until the
+    process ends, so the lake stays locked while the worker could still write."""
+
+    def __init__(self, dup: Any) -> None:
+        self.dup = dup
+
+    def adopt(self) -> Grant | None:
+        self.dup.detach()
+        return None
 
 
 def _read_holder(fd: int) -> str:

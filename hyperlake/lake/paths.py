@@ -31,14 +31,19 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import stat
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from hyperlake.errors import UserError
+from hyperlake.lake.local import LOCAL
 from hyperlake.lake.ranges import Span
+from hyperlake.lake.store import Location, ObjectPath, Store, parse_location, relative
 from hyperlake.schemas.vocabulary import WITHOUT_INTERVAL, Dataset
+
+if TYPE_CHECKING:
+    from hyperlake.lake.lock import Grant, WriterLock
 
 LAKE_ENV = "HYPERLAKE_LAKE"
 DEFAULT_LAKE = "data"
@@ -71,13 +76,13 @@ def decode_value(text: str) -> str:
     return unquote(text)
 
 
-def _folder_value(folder: Path, key: str) -> str | None:
+def _folder_value(folder: Location | PurePosixPath, key: str) -> str | None:
     """The decoded value of a ``key=value`` folder, or None when it is not one."""
     prefix = f"{key}="
     return decode_value(folder.name[len(prefix):]) if folder.name.startswith(prefix) else None
 
 
-def parse_date_folder(folder: Path) -> dt.date | None:
+def parse_date_folder(folder: Location) -> dt.date | None:
     """The date of a ``date=YYYY-MM-DD`` folder, or None when it is not one."""
     value = _folder_value(folder, "date")
     try:
@@ -127,140 +132,210 @@ class SeriesKey:
         return f"{self.dataset} {self.source} {self.market} {self.interval}"
 
 
-def lake_root(cli_value: str | None = None) -> Path:
-    """``--lake`` beats ``$HYPERLAKE_LAKE`` beats ``./data``. It may not exist yet (the
-    stages that write create it), but what exists there must be a directory."""
-    text = cli_value or os.environ.get(LAKE_ENV) or DEFAULT_LAKE
-    root = Path(text).expanduser()
-    try:
-        info = root.stat()
-    except FileNotFoundError:
-        return root
-    except OSError as exc:  # a symlink loop, a name too long, a file on the way
-        raise UserError(f"--lake: {root}: {exc.strerror or exc}") from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise UserError(f"--lake: {root} exists and is not a directory")
+def open_store(location: Location) -> Store:
+    """The store ``location`` lives in: this machine's disk, or an object store (the
+    ``s3`` extra: one client per bucket and process, made on first use)."""
+    if isinstance(location, ObjectPath):
+        return _object_store(location)
+    return LOCAL
+
+
+def _object_store(location: ObjectPath) -> Store:
+    raise UserError(f"--lake {location}: object storage is not supported yet")
+
+
+def lake_root(cli_value: str | None = None) -> Location:
+    """``--lake`` beats ``$HYPERLAKE_LAKE`` beats ``./data``: a folder, or
+    ``s3://bucket/prefix`` (the ``s3`` extra). It may not exist yet (the stages that
+    write create it), but what exists there must be a directory; an object store must
+    answer (its bucket exists, the credentials are accepted)."""
+    root = parse_location(cli_value or os.environ.get(LAKE_ENV) or DEFAULT_LAKE)
+    open_store(root).probe(root)
     return root
 
 
-def existing_lake(cli_value: str | None = None) -> Path:
+def existing_lake(cli_value: str | None = None) -> Location:
     """The lake root a command reads: it must exist (a typo must not read as "no data")."""
-    root = lake_root(cli_value)
-    if not root.is_dir():
+    root = parse_location(cli_value or os.environ.get(LAKE_ENV) or DEFAULT_LAKE)
+    if not open_store(root).probe(root):
         raise UserError(f"--lake: {root} does not exist (give --lake DIR or set "
                         f"${LAKE_ENV})")
     return root
 
 
+@dataclass(frozen=True)
+class Partition:
+    """One ``date=`` folder of a series and its lake files (normally ``part-0``)."""
+
+    date: dt.date | None  # None: the folder's name is no date
+    folder: Location
+    files: tuple[Location, ...]
+
+
 class LakePaths:
-    def __init__(self, root: Path) -> None:
+    """The lake under ``root``: its names, and the store they live in. ``grant``: this
+    process commits on behalf of a run whose writer lock another process holds (a
+    Dwellir worker on an object store, a task of ``hyperlake backfill``), and checks
+    it before each commit (``check_grant``)."""
+
+    def __init__(self, root: Location, grant: Grant | None = None) -> None:
         self.root = root
+        self.store: Store = open_store(root)
+        self.grant = grant
+
+    def check_grant(self) -> None:
+        """Before a commit: raise once this writer's run no longer holds the lake."""
+        if self.grant is not None:
+            self.grant.check()
+
+    def writer_lock(self) -> WriterLock:
+        """The lake's writer lock (not acquired yet)."""
+        return self.store.lock(self.lock_file)
+
+    def lock(self, name: str) -> WriterLock:
+        """Another lock of the lake, ``_state/<name>.lock`` (``.lease`` on an object
+        store): one streamer per lake, say."""
+        return self.store.lock(self.state / f"{name}{self.store.lock_suffix}")
 
     # -- spelling ----------------------------------------------------------------------
 
     @property
-    def state(self) -> Path:
+    def state(self) -> Location:
         return self.root / "_state"
 
     @property
-    def lock_file(self) -> Path:
-        return self.state / "writer.lock"
+    def lock_file(self) -> Location:
+        """``_state/writer.lock`` (``writer.lease`` on an object store)."""
+        return self.state / f"writer{self.store.lock_suffix}"
 
     @property
-    def update_record(self) -> Path:
+    def update_record(self) -> Location:
         """The last ``hyperlake update`` run: when, result, duration, requests."""
         return self.state / "update" / "last-run.json"
 
     @property
-    def stream_status(self) -> Path:
+    def stream_status(self) -> Location:
         """What a running ``hyperlake stream`` says of itself (rewritten every few s)."""
         return self.state / "stream" / "status.json"
 
     @property
-    def quarantine(self) -> Path:
+    def quarantine(self) -> Location:
         return self.root / "_quarantine"
 
-    def dataset(self, name: Dataset) -> Path:
+    def dataset(self, name: Dataset) -> Location:
         return self.root / name
 
-    def series_folder(self, dataset: Dataset, market: str, interval: str) -> Path:
+    def series_folder(self, dataset: Dataset, market: str, interval: str) -> Location:
         """The partitions of one (dataset, market, interval) live below this folder
         (a dataset without intervals: of one (dataset, market))."""
         return self.root / dataset / _tail(dataset, market, interval)
 
-    def partition(self, dataset: Dataset, market: str, interval: str, date: str) -> Path:
+    def partition(self, dataset: Dataset, market: str, interval: str, date: str) -> Location:
         return self.series_folder(dataset, market, interval) / f"date={date}"
 
-    def checkpoints(self, dataset: Dataset) -> Path:
+    def checkpoints(self, dataset: Dataset) -> Location:
         return self.root / "_checkpoints" / dataset
 
-    def checkpoint_series(self, key: SeriesKey) -> Path:
+    def checkpoint_series(self, key: SeriesKey) -> Location:
         """All checkpoint jobs of one series."""
         return self.checkpoints(key.dataset) / key.source / _series_tail(key)
 
-    def gaps(self, dataset: Dataset) -> Path:
+    def gaps(self, dataset: Dataset) -> Location:
         return self.state / "gaps" / dataset
 
-    def gap_ledger(self, key: SeriesKey) -> Path:
+    def gap_ledger(self, key: SeriesKey) -> Location:
         return self.gaps(key.dataset) / key.source / _series_tail(key)
 
-    def provisionals(self, dataset: Dataset) -> Path:
+    def provisionals(self, dataset: Dataset) -> Location:
         return self.state / "provisional" / dataset
 
-    def provisional(self, key: SeriesKey) -> Path:
+    def provisional(self, key: SeriesKey) -> Location:
         """Spans answered but not for good yet (near the head of the source's data)."""
         return self.provisionals(key.dataset) / key.source / _series_tail(key)
 
-    def row_index(self, dataset: Dataset, market: str, interval: str) -> Path:
+    def row_index(self, dataset: Dataset, market: str, interval: str) -> Location:
         """Rows and first/last key of each compacted partition of a series (written by
         compaction, read by ``hyperlake status``: no Parquet file is opened there)."""
         return self.state / "rows" / dataset / _tail(dataset, market, interval) / "rows.json"
 
-    def coverages(self, dataset: Dataset) -> Path:
+    def coverages(self, dataset: Dataset) -> Location:
         return self.state / "coverage" / dataset
 
-    def coverage(self, key: SeriesKey) -> Path:
+    def coverage(self, key: SeriesKey) -> Location:
         """Coverage that outlives consumed checkpoints (written by compaction)."""
         return self.coverages(key.dataset) / key.source / _series_tail(key)
 
-    # -- parsing -----------------------------------------------------------------------
+    # -- parsing ----------------------------------------------------------------------
 
     def markets(self, dataset: Dataset) -> list[str]:
         """The markets with a partition folder in ``dataset``, sorted."""
-        return _values(self.dataset(dataset), "market")
+        return self._values(self.dataset(dataset), "market")
 
     def intervals(self, dataset: Dataset, market: str) -> list[str]:
         folder = self.dataset(dataset) / f"market={encode_market(market)}"
-        return _values(folder, "interval")
+        return self._values(folder, "interval")
 
     def lake_series(self, dataset: Dataset) -> list[tuple[str, str]]:
         """(market, interval) of every series folder of ``dataset`` (interval ``""``
         for a dataset without intervals)."""
-        return sorted(pair for folder in self.dataset(dataset).glob(_series_glob(dataset))
-                      if (pair := _market_interval(dataset, folder)) is not None)
+        folder = self.dataset(dataset)
+        return sorted(pair for found in self.store.dirs(folder, _series_glob(dataset))
+                      if (pair := _market_interval(dataset, _below(found, folder)))
+                      is not None)
+
+    def partition_files(self, dataset: Dataset, market: str,
+                        interval: str) -> list[Partition]:
+        """Every ``date=`` folder of a series that holds a lake file, with its files,
+        sorted by date; a folder whose name is no date comes last, with None. One
+        listing of the series (on an object store: no request per partition)."""
+        folder = self.series_folder(dataset, market, interval)
+        by_folder: dict[str, list[Location]] = {}
+        folders: dict[str, Location] = {}
+        for file in self.store.files(folder, f"date=*/{LAKE_FILE_GLOB}"):
+            key = str(file.parent)
+            by_folder.setdefault(key, []).append(file)
+            folders[key] = file.parent
+        found = [Partition(parse_date_folder(folders[key]), folders[key], tuple(files))
+                 for key, files in by_folder.items()]
+        return sorted(found, key=lambda p: (p.date is None, p.date or dt.date.min,
+                                            str(p.folder)))
 
     def partitions(self, dataset: Dataset, market: str,
-                   interval: str) -> list[tuple[dt.date | None, Path]]:
+                   interval: str) -> list[tuple[dt.date | None, Location]]:
         """Every ``date=`` folder of a series that holds a lake file, sorted by date;
         a folder whose name is no date comes last, with None."""
-        found = []
-        for folder in self.series_folder(dataset, market, interval).glob("date=*"):
-            if folder.is_dir() and lake_files(folder):
-                found.append((parse_date_folder(folder), folder))
-        return sorted(found, key=lambda item: (item[0] is None, item[0] or dt.date.min,
-                                               item[1]))
+        return [(p.date, p.folder) for p in self.partition_files(dataset, market, interval)]
+
+    def lake_files(self, folder: Location) -> list[Location]:
+        """The lake files of one partition folder (normally just ``part-0.parquet``)."""
+        return self.store.files(folder, LAKE_FILE_GLOB)
 
     def state_keys(self, dataset: Dataset) -> list[SeriesKey]:
         """Every series with a checkpoint, coverage or ledger folder, from folder names."""
         roots = (self.checkpoints(dataset), self.coverages(dataset), self.gaps(dataset),
                  self.provisionals(dataset))
-        keys = {key for root in roots for key in _keys_under(root, dataset)}
+        keys = {key for root in roots for key in self._keys_under(root, dataset)}
         return sorted(keys, key=lambda k: (k.source, k.market, k.interval))
 
     def checkpoint_keys(self, dataset: Dataset) -> list[SeriesKey]:
         """Every series with a checkpoint folder."""
-        return sorted(_keys_under(self.checkpoints(dataset), dataset),
+        return sorted(self._keys_under(self.checkpoints(dataset), dataset),
                       key=lambda k: (k.source, k.market, k.interval))
+
+    def _keys_under(self, root: Location, dataset: Dataset) -> set[SeriesKey]:
+        """Series keys of the ``<source>/<series folder>`` folders below ``root``."""
+        found = set()
+        for folder in self.store.dirs(root, f"*/{_series_glob(dataset)}"):
+            below = _below(folder, root)
+            pair = _market_interval(dataset, PurePosixPath(*below.parts[1:]))
+            if pair is not None:
+                found.add(SeriesKey(dataset, below.parts[0], *pair))
+        return found
+
+    def _values(self, folder: Location, key: str) -> list[str]:
+        """Decoded ``key=value`` sub-folder names of ``folder`` (none if it is missing)."""
+        return sorted(value for sub in self.store.dirs(folder, f"{key}=*")
+                      if (value := _folder_value(sub, key)) is not None)
 
 
 def dataset_files_glob(dataset: Dataset) -> str:
@@ -268,20 +343,15 @@ def dataset_files_glob(dataset: Dataset) -> str:
     return f"{_series_glob(dataset)}/date=*/{LAKE_FILE_GLOB}"
 
 
-def lake_files(folder: Path) -> list[Path]:
-    """The lake files of one partition folder (normally just ``part-0.parquet``)."""
-    return sorted(folder.glob(LAKE_FILE_GLOB))
-
-
-def _tail(dataset: Dataset, market: str, interval: str) -> Path:
+def _tail(dataset: Dataset, market: str, interval: str) -> PurePosixPath:
     """``market=…/interval=…`` (``market=…`` for a dataset without intervals)."""
-    folder = Path(f"market={encode_market(market)}")
+    folder = PurePosixPath(f"market={encode_market(market)}")
     if dataset in WITHOUT_INTERVAL:
         return folder
     return folder / f"interval={encode_interval(interval)}"
 
 
-def _series_tail(key: SeriesKey) -> Path:
+def _series_tail(key: SeriesKey) -> PurePosixPath:
     return _tail(key.dataset, key.market, key.interval)
 
 
@@ -289,27 +359,20 @@ def _series_glob(dataset: Dataset) -> str:
     return "market=*" if dataset in WITHOUT_INTERVAL else "market=*/interval=*"
 
 
-def _market_interval(dataset: Dataset, folder: Path) -> tuple[str, str] | None:
-    """(market, interval) of a series folder (``folder`` is the ``market=`` one for a
-    dataset without intervals, and the interval is ``""``)."""
+def _below(location: Location, root: Location) -> PurePosixPath:
+    """``location`` relative to ``root``, as a pure path (a listing's own names)."""
+    return PurePosixPath(relative(location, root))
+
+
+def _market_interval(dataset: Dataset, tail: PurePosixPath) -> tuple[str, str] | None:
+    """(market, interval) of a series folder, given as ``market=…[/interval=…]``
+    (a dataset without intervals: the interval is ``""``)."""
+    parts = tail.parts
     if dataset in WITHOUT_INTERVAL:
-        market = _folder_value(folder, "market")
+        market = _folder_value(tail, "market") if len(parts) == 1 else None
         return None if market is None else (market, "")
-    market, interval = _folder_value(folder.parent, "market"), _folder_value(folder, "interval")
+    if len(parts) != 2:
+        return None
+    market = _folder_value(PurePosixPath(parts[0]), "market")
+    interval = _folder_value(tail, "interval")
     return None if market is None or interval is None else (market, interval)
-
-
-def _keys_under(root: Path, dataset: Dataset) -> set[SeriesKey]:
-    """Series keys of the ``<source>/<series folder>`` folders below ``root``."""
-    levels = len(Path(_series_glob(dataset)).parts)
-    return {SeriesKey(dataset, folder.parents[levels - 1].name, *pair)
-            for folder in root.glob(f"*/{_series_glob(dataset)}")
-            if (pair := _market_interval(dataset, folder)) is not None}
-
-
-def _values(folder: Path, key: str) -> list[str]:
-    """Decoded ``key=value`` sub-folder names of ``folder`` (none if it is missing)."""
-    if not folder.is_dir():
-        return []
-    return sorted(value for p in folder.iterdir()
-                  if p.is_dir() and (value := _folder_value(p, key)) is not None)

@@ -9,39 +9,39 @@ coverage: a missing or damaged index only makes status say "unknown".
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hyperlake.lake.atomic import write_bytes_atomic
+from hyperlake.lake.store import Location, Store
 from hyperlake.schemas.datasets import DatasetSpec
 
 
 class RowIndex:
     """``rows.json`` of one series, updated date by date and saved once."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, store: Store, path: Location) -> None:
+        self.store = store
         self.path = path
-        self.days = read_row_index(path)
+        self.days = read_row_index(store, path)
         self.changed = False
 
-    def note(self, date: str, file: Path, spec: DatasetSpec) -> None:
-        summary = _footer_summary(file, spec.key)
+    def note(self, date: str, file: Location, spec: DatasetSpec) -> None:
+        summary = _footer_summary(self.store, file, spec.key)
         if summary is not None and self.days.get(date) != summary:
             self.days[date] = summary
             self.changed = True
 
     def save(self) -> None:
         if self.changed:
-            write_bytes_atomic(self.path, orjson.dumps(dict(sorted(self.days.items()))))
+            self.store.put(self.path, orjson.dumps(dict(sorted(self.days.items()))))
 
 
-def read_row_index(path: Path) -> dict[str, list[int]]:
+def read_row_index(store: Store, path: Location) -> dict[str, list[int]]:
     """The index at ``path``; empty when missing or unreadable (it is only a summary)."""
     try:
-        data = orjson.loads(path.read_bytes())
+        data = orjson.loads(store.read(path))
     except (OSError, orjson.JSONDecodeError):
         return {}
     if not isinstance(data, dict):
@@ -50,10 +50,10 @@ def read_row_index(path: Path) -> dict[str, list[int]]:
             and all(isinstance(x, int) for x in v)}
 
 
-def _footer_summary(file: Path, key: str) -> list[int] | None:
+def _footer_summary(store: Store, file: Location, key: str) -> list[int] | None:
     """[rows, min key, max key] of a lake file from its footer alone."""
     try:
-        meta = pq.read_metadata(file)
+        meta = pq.read_metadata(store.parquet(file, footer_only=True).source)
         column = meta.schema.names.index(key)
         lows, highs = [], []
         for i in range(meta.num_row_groups):

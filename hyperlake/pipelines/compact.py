@@ -5,25 +5,23 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 from hyperlake.errors import UserError
-from hyperlake.lake.atomic import sweep_temporaries
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.compaction import (
     CompactionStats,
     compact_group,
     quarantine_broken_partitions,
 )
-from hyperlake.lake.lock import LakeLock
 from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.store import Location
 from hyperlake.schemas.datasets import DATASET_SPECS
 from hyperlake.schemas.vocabulary import DATASETS, SOURCES, Dataset
 
 
 @dataclass(frozen=True, kw_only=True)
 class CompactJob:
-    lake: Path
+    lake: Location
     datasets: tuple[Dataset, ...] = DATASETS
     precedence: tuple[str, ...] = ()  # preferred sources first; empty: latest fetch wins
     #: Only these (dataset, market, interval) groups (what a run touched); None: all.
@@ -61,18 +59,18 @@ def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
     paths = LakePaths(job.lake)
     started = time.monotonic()
     stats = CompactionStats()
-    with LakeLock(paths.lock_file):  # re-entrant: update compacts under its own hold
+    with paths.writer_lock():  # re-entrant: update compacts under its own hold
         for dataset in job.datasets:
             if job.groups is not None and not any(g[0] == dataset for g in job.groups):
                 continue
-            sweep_temporaries(paths.coverages(dataset))  # a run killed mid-marker
+            paths.store.sweep(paths.coverages(dataset))  # a run killed mid-marker
             spec = DATASET_SPECS[dataset]
             for folder in _folders_to_sweep(paths, job, dataset):
-                sweep_temporaries(folder)
+                paths.store.sweep(folder)
             quarantine_broken_partitions(paths, dataset, stats, job.wants)
             groups: dict[tuple[str, str], list[Series]] = defaultdict(list)
             for series in _series_of(paths, job, dataset):
-                sweep_temporaries(series.folder)
+                paths.store.sweep(series.folder)
                 groups[(series.key.market, series.key.interval)].append(series)
             for (market, interval), series_list in sorted(groups.items()):
                 group = (dataset, market, interval)
@@ -81,7 +79,7 @@ def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
     return stats, time.monotonic() - started
 
 
-def _folders_to_sweep(paths: LakePaths, job: CompactJob, dataset: Dataset) -> list[Path]:
+def _folders_to_sweep(paths: LakePaths, job: CompactJob, dataset: Dataset) -> list[Location]:
     """Where interrupted partition swaps may have left temporaries: the whole dataset,
     or only the groups the job compacts (a walk of a year-long lake costs seconds)."""
     if job.groups is None:

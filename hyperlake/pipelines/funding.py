@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hyperlake.errors import UserError
@@ -30,6 +29,7 @@ from hyperlake.lake.checkpoints import ShardWriter
 from hyperlake.lake.ledger import Failure
 from hyperlake.lake.paths import SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
+from hyperlake.lake.store import Location
 from hyperlake.net.info import InfoClient, InfoStats, malformed
 from hyperlake.net.retry import TransientError
 from hyperlake.pipelines.head import larger_skew, unsettled_empties
@@ -53,7 +53,7 @@ class FundingJob:
     markets: tuple[str, ...]
     start_ms: int
     end_ms: int
-    lake: Path
+    lake: Location
     hours_per_window: int = 336
     on_500: On500 = "empty"
     threads: int = 8

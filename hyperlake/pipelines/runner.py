@@ -21,19 +21,17 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
 import orjson
 
-from hyperlake.lake.atomic import sweep_temporaries, write_bytes_atomic
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.ledger import Gap
-from hyperlake.lake.lock import LakeLock
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.quarantine import Quarantined
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
+from hyperlake.lake.store import Location
 from hyperlake.pipelines.head import larger_skew
 
 
@@ -116,9 +114,9 @@ class ExtractResult:
 class ExtractRun:
     """The lake, locked for one extract run: plan, then execute, any number of times."""
 
-    def __init__(self, lake: Path) -> None:
+    def __init__(self, lake: Location) -> None:
         self.paths = LakePaths(lake)
-        self._lock = LakeLock(self.paths.lock_file)  # re-entrant: shared with a caller's
+        self._lock = self.paths.writer_lock()  # re-entrant: shared with a caller's
         self.quarantined: list[Quarantined] = []  # broken parts moved aside by ``plan``
 
     def __enter__(self) -> ExtractRun:
@@ -135,9 +133,8 @@ class ExtractRun:
         work = []
         for key, want in targets:
             series = Series(self.paths, key)
-            sweep_temporaries(series.folder)
-            sweep_temporaries(series.ledger.folder)
-            sweep_temporaries(series.provisional.folder)
+            for folder in (series.folder, series.ledger.folder, series.provisional.folder):
+                self.paths.store.sweep(folder)
             self.quarantined += series.quarantine_broken_parts()
             work.append(Work(series=series, want=want, missing=series.missing(want)))
         return work
@@ -163,7 +160,7 @@ class ExtractRun:
                              {w.key: w.provisional() for w in work}, list(self.quarantined))
 
 
-def extract(lake: Path, targets: Iterable[tuple[SeriesKey, Span]], fetch: Fetch,
+def extract(lake: Location, targets: Iterable[tuple[SeriesKey, Span]], fetch: Fetch,
             on_progress: OnProgress | None = None) -> ExtractResult:
     """Lock the lake, plan ``targets`` and fetch what they miss."""
     started = time.monotonic()
@@ -176,7 +173,7 @@ def extract(lake: Path, targets: Iterable[tuple[SeriesKey, Span]], fetch: Fetch,
 def _write_job_file(work: Work) -> None:
     """A note of what the job set out to do (informational: never read back)."""
     folder = work.series.job_folder(work.want)
-    write_bytes_atomic(folder / "job.json", orjson.dumps({
+    work.series.store.put(folder / "job.json", orjson.dumps({
         "series": work.key.describe(), "start": work.want.start, "end": work.want.end,
         "missing_at_start": [[s.start, s.end] for s in work.missing],
     }, option=orjson.OPT_INDENT_2))

@@ -51,6 +51,13 @@ Filter ``market``, ``interval`` and ``date`` to prune files: a filter on ``t`` a
 still has to open every file's footer. A dataset with no files yet gives a view with
 the same columns and no rows; files compacted later show up in the next query.
 
+On an object store (``s3://``) the views read through the lake's own filesystem
+adapter (``lake.objectfs``, registered with the connection: DuckDB's ``httpfs`` is
+never installed or loaded, which an offline machine could not do anyway); the SQL is
+the same, the root a URL. Its glob is one listing of the dataset's prefix, and every
+object is read at the version that listing saw: a partition a compaction replaces
+mid-query fails the query cleanly (``hyperlake sql`` runs it once more).
+
 One unreadable file does not wedge the lake: the views take their columns from a
 private schema file (no rows, written at ``connect``), never from the first lake
 file, so only a query that must read a corrupt partition fails, and it names the file.
@@ -73,7 +80,14 @@ import duckdb
 
 from hyperlake.errors import UserError
 from hyperlake.lake.atomic import write_parquet_atomic
-from hyperlake.lake.paths import CHECKPOINT_PARTS_GLOB, LAKE_FILE, dataset_files_glob, lake_root
+from hyperlake.lake.paths import (
+    CHECKPOINT_PARTS_GLOB,
+    LAKE_FILE,
+    dataset_files_glob,
+    lake_root,
+    open_store,
+)
+from hyperlake.lake.store import Location
 from hyperlake.schemas.datasets import DATASET_SPECS
 from hyperlake.schemas.funding import HOURS_PER_YEAR
 from hyperlake.schemas.vocabulary import Dataset
@@ -106,7 +120,7 @@ def _column_list(columns: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(_quote_identifier(name) for name, _ in columns)
 
 
-def _files_pattern(dataset_folder: Path, name: Dataset = "candles") -> str:
+def _files_pattern(dataset_folder: Location, name: Dataset = "candles") -> str:
     return _quote_literal(str(dataset_folder / dataset_files_glob(name)))
 
 
@@ -139,7 +153,7 @@ def schema_file(name: Dataset, *, checkpoint: bool = False) -> Path:
 
 # -- the views -----------------------------------------------------------------------------
 
-def parquet_view_sql(name: Dataset, dataset_folder: Path) -> str:
+def parquet_view_sql(name: Dataset, dataset_folder: Location) -> str:
     """A view over the dataset's partitions, Hive keys decoded and typed; no rows (but
     every column) while the dataset has no file."""
     columns = VIEW_COLUMNS[name]
@@ -151,13 +165,13 @@ def parquet_view_sql(name: Dataset, dataset_folder: Path) -> str:
             f"allow_empty = true, explicit_cardinality = {PLANNER_ROWS[name]})")
 
 
-def partition_days_sql(dataset_folder: Path) -> str:
+def partition_days_sql(dataset_folder: Location) -> str:
     """(market, date) of every partition of a dataset, from the file names alone."""
     return (f"SELECT DISTINCT url_decode(k.market) AS market, TRY_CAST(k.date AS DATE) AS date "
             f"FROM (SELECT {_PATH_KEYS} AS k FROM glob({_files_pattern(dataset_folder)}))")
 
 
-def candles_with_funding_sql(root: Path) -> str:
+def candles_with_funding_sql(root: Location) -> str:
     """The ``candles_with_funding`` view over the views ``candles`` and ``funding`` of
     the lake at ``root`` (see the module docstring for the rule)."""
     return f"""
@@ -187,7 +201,7 @@ ASOF LEFT JOIN in_force AS f
 """
 
 
-def candles_live_sql(root: Path) -> str:
+def candles_live_sql(root: Location) -> str:
     """The ``candles_live`` view: compacted candles and uncompacted checkpoint parts."""
     columns = [name for name, _ in VIEW_COLUMNS["candles"]]
     picked = ", ".join(_quote_identifier(c) for c in columns)
@@ -225,7 +239,7 @@ def _check_threads(threads: int | None) -> None:
         raise UserError(f"threads: {threads!r} is not a positive integer")
 
 
-def connect(lake: Path | str | None = None, *,
+def connect(lake: Location | str | None = None, *,
             threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the views ``candles``, ``funding`` and
     ``candles_with_funding`` over the lake at ``lake`` (default ``$HYPERLAKE_LAKE``
@@ -236,9 +250,12 @@ def connect(lake: Path | str | None = None, *,
     attach databases, so point them away from the lake. ``hyperlake sql`` is the
     read-only door. No lake file is opened here."""
     _check_threads(threads)
-    root = lake_root(None if lake is None else str(lake)).resolve()
+    found = lake_root(None if lake is None else str(lake))
+    store = open_store(found)
+    root = store.absolute(found)
     con = duckdb.connect(":memory:")
     _configure(con, threads)
+    store.attach(con)
     for name in VIEW_COLUMNS:
         con.execute(parquet_view_sql(name, root / name))
     con.execute(candles_with_funding_sql(root))

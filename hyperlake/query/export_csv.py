@@ -16,10 +16,10 @@ a failed export leaves no partial file.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import polars as pl
 
+from hyperlake.lake.store import Location
 from hyperlake.query.loaders import TimeRange
 from hyperlake.query.output_target import OutputTarget, write_output
 from hyperlake.query.read_errors import unreadable
@@ -38,10 +38,13 @@ def vendor_columns(market: str, interval: str) -> list[pl.Expr]:
     ]
 
 
-def read_partition(path: Path, span: TimeRange, columns: list[pl.Expr]) -> pl.DataFrame:
-    """One partition's rows inside ``span``, sorted by ``t``, in the vendor columns."""
+def read_partition(path: Location, span: TimeRange, columns: list[pl.Expr],
+                   storage: dict[str, str] | None = None) -> pl.DataFrame:
+    """One partition's rows inside ``span``, sorted by ``t``, in the vendor columns
+    (``storage``: polars' options for an object store)."""
     try:
-        frame = pl.read_parquet(path, columns=LAKE_COLUMNS, hive_partitioning=False)
+        frame = pl.read_parquet(str(path), columns=LAKE_COLUMNS, hive_partitioning=False,
+                                storage_options=storage)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise unreadable(path, exc) from None
     return frame.filter(span.filter("t")).sort("t").select(columns)
@@ -50,22 +53,24 @@ def read_partition(path: Path, span: TimeRange, columns: list[pl.Expr]) -> pl.Da
 class CsvRows:
     """The CSV text, a partition at a time; counts the rows it has produced."""
 
-    def __init__(self, files: list[Path], span: TimeRange, columns: list[pl.Expr]) -> None:
+    def __init__(self, files: list[Location], span: TimeRange, columns: list[pl.Expr],
+                 storage: dict[str, str] | None = None) -> None:
         self.files, self.span, self.columns = files, span, columns
+        self.storage = storage
         self.rows = 0
 
     def __iter__(self) -> Iterator[bytes]:
         yield (",".join(CSV_HEADER) + "\n").encode()
         for path in self.files:
-            frame = read_partition(path, self.span, self.columns)
+            frame = read_partition(path, self.span, self.columns, self.storage)
             self.rows += frame.height
             yield frame.write_csv(include_header=False, float_scientific=False,
                                   null_value="").encode()
 
 
-def export_csv(files: list[Path], span: TimeRange, columns: list[pl.Expr],
-               target: OutputTarget) -> int:
+def export_csv(files: list[Location], span: TimeRange, columns: list[pl.Expr],
+               target: OutputTarget, storage: dict[str, str] | None = None) -> int:
     """Write the header and every partition's rows to ``target``; returns the rows."""
-    rows = CsvRows(files, span, columns)
+    rows = CsvRows(files, span, columns, storage)
     write_output(target, rows)
     return rows.rows

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 
 from hyperlake.errors import UserError
-from hyperlake.lake.paths import LakePaths, lake_files, lake_root
+from hyperlake.lake.paths import LakePaths, lake_root, open_store
+from hyperlake.lake.store import Location
 from hyperlake.schemas.datasets import ASSET_CTXS, CANDLES, FUNDING
 from hyperlake.schemas.funding import HOURS_PER_YEAR
 from hyperlake.schemas.names import Ambiguous, NameIndex, NoMatch
@@ -121,7 +121,7 @@ def _listing(names: list[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def resolve_market(lake: Path, dataset: Dataset, market: str) -> str:
+def resolve_market(lake: Location, dataset: Dataset, market: str) -> str:
     """The lake's spelling of ``market``: the exact name, else the unique
     case-insensitive match (``btc`` → ``BTC``); UserError otherwise."""
     known = LakePaths(lake).markets(dataset)
@@ -135,7 +135,7 @@ def resolve_market(lake: Path, dataset: Dataset, market: str) -> str:
                         f"(it has {_listing(known)})") from None
 
 
-def resolve_interval(lake: Path, market: str, interval: str) -> str:
+def resolve_interval(lake: Location, market: str, interval: str) -> str:
     known = LakePaths(lake).intervals("candles", market)
     if interval not in known:
         raise UserError(f"interval: {interval!r} is not in the lake for {market} "
@@ -143,26 +143,28 @@ def resolve_interval(lake: Path, market: str, interval: str) -> str:
     return interval
 
 
-def partition_files(lake: Path, dataset: Dataset, market: str, interval: str,
-                    dates: DateSpan | None = None) -> list[Path]:
+def partition_files(lake: Location, dataset: Dataset, market: str, interval: str,
+                    dates: DateSpan | None = None) -> list[Location]:
     """The lake files of one series, in date order, of the partitions whose UTC date is
-    in ``dates`` (all when None)."""
-    return [path for day, folder in LakePaths(lake).partitions(dataset, market, interval)
-            if day is not None and (dates is None or dates.holds(day))
-            for path in lake_files(folder)]
+    in ``dates`` (all when None): one listing of the series' folder."""
+    return [path for p in LakePaths(lake).partition_files(dataset, market, interval)
+            if p.date is not None and (dates is None or dates.holds(p.date))
+            for path in p.files]
 
 
-def partition_dates(lake: Path, dataset: Dataset, market: str, interval: str) -> list[dt.date]:
+def partition_dates(lake: Location, dataset: Dataset, market: str,
+                    interval: str) -> list[dt.date]:
     return [day for day, _ in LakePaths(lake).partitions(dataset, market, interval)
             if day is not None]
 
 
-def _root(lake: Path | str | None) -> Path:
+def _root(lake: Location | str | None) -> Location:
     return lake_root(None if lake is None else str(lake))
 
 
-def candle_files(lake: Path | str | None, market: str, interval: str,
-                 start: Instant | None = None, end: Instant | None = None) -> list[Path]:
+def candle_files(lake: Location | str | None, market: str, interval: str,
+                 start: Instant | None = None,
+                 end: Instant | None = None) -> list[Location]:
     """The lake files of one series whose UTC date meets [start, end), in date order."""
     root = _root(lake)
     name = resolve_market(root, "candles", market)
@@ -172,16 +174,19 @@ def candle_files(lake: Path | str | None, market: str, interval: str,
 
 # --- scans ------------------------------------------------------------------------------
 
-def _scan_files(files: list[Path]) -> pl.LazyFrame:
-    """The chosen lake files, nothing else (no Hive parsing of the lake's own path)."""
-    return pl.scan_parquet(files, hive_partitioning=False)
+def _scan_files(root: Location, files: list[Location]) -> pl.LazyFrame:
+    """The chosen lake files, nothing else (no Hive parsing of the lake's own path). On
+    an object store polars reads them itself, with the store's options (endpoint,
+    region, credentials): an explicit list, so it never lists or samples a folder."""
+    return pl.scan_parquet([str(f) for f in files], hive_partitioning=False,
+                           storage_options=open_store(root).polars_options())
 
 
 def _empty(schema: pl.Schema) -> pl.LazyFrame:
     return pl.LazyFrame(schema=schema)
 
 
-def scan_candles(lake: Path | str | None, market: str, interval: str,
+def scan_candles(lake: Location | str | None, market: str, interval: str,
                  start: Instant | None = None, end: Instant | None = None) -> pl.LazyFrame:
     """Lazy candles of one market and interval, columns as the ``candles`` view,
     [start, end) on ``t``: only the partitions of those dates are scanned."""
@@ -192,24 +197,24 @@ def scan_candles(lake: Path | str | None, market: str, interval: str,
     files = partition_files(root, "candles", name, name_interval, span.dates)
     if not files:
         return _empty(CANDLE_SCHEMA)
-    frame = (_scan_files(files).filter(span.filter("t"))
+    frame = (_scan_files(root, files).filter(span.filter("t"))
              .with_columns(market=pl.lit(name, pl.String),
                            interval=pl.lit(name_interval, pl.String),
                            date=pl.col("t").dt.date()))
     return frame.select(CANDLE_SCHEMA.names())
 
 
-def _funding_scan(root: Path, market: str, dates: DateSpan, rows: pl.Expr) -> pl.LazyFrame:
+def _funding_scan(root: Location, market: str, dates: DateSpan, rows: pl.Expr) -> pl.LazyFrame:
     """Funding of ``market`` in the partitions of ``dates``, rows filtered by ``rows``."""
     files = partition_files(root, "funding", market, FUNDING_INTERVAL, dates)
     if not files:
         return _empty(FUNDING_SCHEMA)
-    frame = (_scan_files(files).filter(rows)
+    frame = (_scan_files(root, files).filter(rows)
              .with_columns(market=pl.lit(market, pl.String), date=pl.col("time").dt.date()))
     return frame.select(FUNDING_SCHEMA.names())
 
 
-def scan_funding(lake: Path | str | None, market: str, start: Instant | None = None,
+def scan_funding(lake: Location | str | None, market: str, start: Instant | None = None,
                  end: Instant | None = None) -> pl.LazyFrame:
     """Lazy funding of one market, columns as the ``funding`` view, [start, end) on
     ``time``."""
@@ -219,7 +224,7 @@ def scan_funding(lake: Path | str | None, market: str, start: Instant | None = N
     return _funding_scan(root, name, span.dates, span.filter("time"))
 
 
-def load_candles(lake: Path | str | None, market: str, interval: str,
+def load_candles(lake: Location | str | None, market: str, interval: str,
                  start: Instant | None = None, end: Instant | None = None, *,
                  as_arrow: bool = False) -> pl.DataFrame | pa.Table:
     """``scan_candles(...)`` collected, sorted by ``t``: a polars DataFrame, or with
@@ -237,7 +242,7 @@ def _plain_arrow(frame: pl.DataFrame) -> pa.Table:
 
 # --- features ---------------------------------------------------------------------------
 
-def funding_as_of(root: Path, market: str, span: TimeRange) -> pl.LazyFrame:
+def funding_as_of(root: Location, market: str, span: TimeRange) -> pl.LazyFrame:
     """The funding rows that can be in force for a bar in ``span``: every hour before
     its end, back to the last partition before its start (which holds the hour in force
     at the start), so a one-day request reads a couple of funding files, not all."""
@@ -272,7 +277,7 @@ def with_log_return(bars: pl.LazyFrame) -> pl.LazyFrame:
         log_return=(pl.col("c") / pl.col("c").shift(1)).log())
 
 
-def asset_ctxs_as_of(root: Path, market: str, span: TimeRange) -> pl.LazyFrame:
+def asset_ctxs_as_of(root: Location, market: str, span: TimeRange) -> pl.LazyFrame:
     """The snapshots that can be the latest at or before a bar in ``span``: those before
     its end, back to the last partition before its start (bounded, like funding)."""
     days = partition_dates(root, "asset_ctxs", market, "")
@@ -282,7 +287,7 @@ def asset_ctxs_as_of(root: Path, market: str, span: TimeRange) -> pl.LazyFrame:
     files = partition_files(root, "asset_ctxs", market, "", lookback)
     if not files:
         return _empty(ASSET_CTX_SCHEMA).select(CTX_COLUMNS)
-    return _scan_files(files).filter(TimeRange(None, span.end_ms).filter("time")) \
+    return _scan_files(root, files).filter(TimeRange(None, span.end_ms).filter("time")) \
         .select(CTX_COLUMNS).sort("time")
 
 
@@ -293,7 +298,7 @@ def attach_asset_ctxs(bars: pl.LazyFrame, ctxs: pl.LazyFrame) -> pl.LazyFrame:
                           check_sortedness=False)
 
 
-def features(lake: Path | str | None, market: str, interval: str,
+def features(lake: Location | str | None, market: str, interval: str,
              start: Instant | None = None, end: Instant | None = None, *,
              closed_only: bool = True, asset_ctxs: bool = False) -> pl.DataFrame:
     """A frame ready for ML, sorted by ``t``: t, o, h, l, c, v, log_return

@@ -23,6 +23,7 @@ import polars as pl
 
 from hyperlake.errors import UserError
 from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.store import Location
 from hyperlake.query.loaders import (
     TimeRange,
     funding_as_of,
@@ -109,7 +110,7 @@ def span_text(span: TimeRange) -> str:
     return f"[{lo}, {hi})"
 
 
-def no_data(lake: Path, dataset: Dataset, market: str, interval: str, what: str,
+def no_data(lake: Location, dataset: Dataset, market: str, interval: str, what: str,
             span: TimeRange) -> NoData:
     dates = partition_dates(lake, dataset, market, interval)
     held = f"its partitions run {dates[0]} to {dates[-1]}" if dates else "it has none"
@@ -130,7 +131,7 @@ def _extent(column: pl.Series) -> tuple[int, int]:
 class FundingChart:
     """``hyperlake plot funding``: rate and APR, premium, moving averages."""
 
-    lake: Path
+    lake: Location
     market: str
     span: TimeRange = field(default_factory=TimeRange)
     target: Target = field(default_factory=lambda: Target(Path(".")))
@@ -168,7 +169,7 @@ class FundingChart:
 class CandleChart:
     """``hyperlake plot candles``: OHLC, volume, and optionally the funding APR."""
 
-    lake: Path
+    lake: Location
     market: str
     interval: str
     span: TimeRange = field(default_factory=TimeRange)
@@ -208,7 +209,7 @@ class CandleChart:
 class HeatmapChart:
     """``hyperlake plot heatmap``: funding APR per market and UTC day."""
 
-    lake: Path
+    lake: Location
     markets: tuple[str, ...] = ()  # none: every market with funding in the lake
     span: TimeRange = field(default_factory=TimeRange)
     target: Target = field(default_factory=lambda: Target(Path(".")))

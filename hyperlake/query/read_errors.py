@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from hyperlake.errors import HyperlakeError
+from hyperlake.lake.store import Location, ObjectPath
 
 _QUOTED_PARQUET = re.compile(r"""['"]([^'"]+\.parquet)['"]""")
 #: What DuckDB's Parquet reader says, without a file name, of a damaged page or footer.
@@ -37,24 +38,26 @@ def one_line(error: Exception) -> str:
     return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
-def unreadable(path: Path, error: Exception) -> UnreadableLakeFile:
+def unreadable(path: Location, error: Exception) -> UnreadableLakeFile:
     reason = error.strerror if isinstance(error, OSError) and error.strerror else one_line(error)
     return UnreadableLakeFile(f"cannot read lake file {path} ({reason}); {VERIFY_HINT}")
 
 
-def _within(path: Path, root: Path) -> bool:
-    return path.is_relative_to(root)
+def _within(name: str, root: Location) -> bool:
+    if isinstance(root, ObjectPath):
+        return name.startswith(f"{root}/")
+    return Path(name).is_relative_to(root)
 
 
-def from_duckdb(error: duckdb.Error, root: Path) -> UnreadableLakeFile | None:
+def from_duckdb(error: duckdb.Error, root: Location) -> UnreadableLakeFile | None:
     """The unreadable lake file behind a DuckDB error, or None when the error is another
     (a typo in the SQL, a file of the user's own)."""
     text = one_line(error)
     for match in _QUOTED_PARQUET.finditer(text):
-        path = Path(match[1])
-        if _within(path, root):
+        if _within(match[1], root):
             reason = " ".join(text.replace(match[0], "").split())
-            return UnreadableLakeFile(f"cannot read lake file {path} ({reason}); {VERIFY_HINT}")
+            return UnreadableLakeFile(f"cannot read lake file {match[1]} ({reason}); "
+                                      f"{VERIFY_HINT}")
     if _DAMAGE.search(text):  # the Parquet reader's own words name no file
         return UnreadableLakeFile(f"a file the query reads cannot be read ({text}); if it "
                                   "is a lake file, `hyperlake verify` names it")

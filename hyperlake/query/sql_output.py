@@ -14,7 +14,6 @@ import datetime as dt
 import decimal
 import io
 from collections.abc import Callable
-from pathlib import Path
 from typing import BinaryIO
 
 import duckdb
@@ -24,6 +23,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from hyperlake.errors import UserError
+from hyperlake.lake.store import Location
 from hyperlake.query.output_target import OutputTarget, write_output
 from hyperlake.query.read_errors import from_duckdb, one_line
 from hyperlake.query.read_only import read_statements
@@ -47,7 +47,7 @@ def _run(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
     return table
 
 
-def run_query(con: duckdb.DuckDBPyConnection, query: str, lake: Path) -> pa.Table:
+def run_query(con: duckdb.DuckDBPyConnection, query: str, lake: Location) -> pa.Table:
     """The result of ``query``'s last statement; every statement must only read."""
     if not query.strip():
         raise UserError(EMPTY)

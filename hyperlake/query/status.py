@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,6 +26,7 @@ from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
 from hyperlake.lake.row_index import read_row_index
+from hyperlake.lake.store import Location, Store
 from hyperlake.schemas.intervals import bucket_start, is_interval
 from hyperlake.schemas.vocabulary import Dataset
 
@@ -68,7 +68,7 @@ class SeriesStatus:
 
 @dataclass
 class LakeStatus:
-    root: Path
+    root: Location
     now_ms: int
     series: list[SeriesStatus]
     last_run: dict[str, Any] | None
@@ -79,9 +79,9 @@ class LakeStatus:
                 "last_update": self.last_run, "stream": self.stream}
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_json(store: Store, path: Location) -> dict[str, Any] | None:
     try:
-        value = orjson.loads(path.read_bytes())
+        value = orjson.loads(store.read(path))
     except (OSError, orjson.JSONDecodeError):
         return None
     return value if isinstance(value, dict) else None
@@ -90,13 +90,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def stream_health(paths: LakePaths, wall_now: float) -> dict[str, Any] | None:
     """The streamer's own status file, with whether its process is alive and how old
     the file is (it is rewritten every few seconds while it runs)."""
-    status = _read_json(paths.stream_status)
-    if status is None:
+    status = _read_json(paths.store, paths.stream_status)
+    written = paths.store.stat(paths.stream_status)
+    if status is None or written is None:
         return None
-    try:
-        age = wall_now - paths.stream_status.stat().st_mtime
-    except OSError:
-        return None
+    age = wall_now - written.modified
     pid = status.get("pid")
     alive = False
     if isinstance(pid, int) and pid > 0:
@@ -127,7 +125,7 @@ def series_status(paths: LakePaths, dataset: Dataset, market: str, interval: str
         gaps = gaps.union(series.ledger.spans())
         provisional = provisional.union(series.provisional.spans())
         done = done.union(series.done())
-    index = read_row_index(paths.row_index(dataset, market, interval))
+    index = read_row_index(paths.store, paths.row_index(dataset, market, interval))
     rows = sum(v[0] for v in index.values()) if index else None
     firsts = [v[1] for v in index.values() if v[0] > 0 and v[1] >= 0]
     lasts = [v[2] for v in index.values() if v[0] > 0 and v[2] >= 0]
@@ -156,7 +154,7 @@ def series_status(paths: LakePaths, dataset: Dataset, market: str, interval: str
                         buckets_in(provisional, interval) if bucketed else 0, pending, rows)
 
 
-def lake_status(root: Path, now_ms: int, market: str | None = None) -> LakeStatus:
+def lake_status(root: Location, now_ms: int, market: str | None = None) -> LakeStatus:
     """Every series of the lake (of ``market`` when given), from names and state files."""
     paths = LakePaths(root)
     found: list[SeriesStatus] = []
@@ -170,5 +168,5 @@ def lake_status(root: Path, now_ms: int, market: str | None = None) -> LakeStatu
             if market is None or name == market:
                 found.append(series_status(paths, dataset, name, interval, sorted(sources),
                                            now_ms))
-    return LakeStatus(root, now_ms, found, _read_json(paths.update_record),
+    return LakeStatus(root, now_ms, found, _read_json(paths.store, paths.update_record),
                       stream_health(paths, time.time()))

@@ -39,9 +39,9 @@ be a moment stale while another run writes.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from pathlib import Path
 
 from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.store import Location
 from hyperlake.schemas.vocabulary import VERIFIED, Dataset
 from hyperlake.verify.discover import discover, select
 from hyperlake.verify.report import LakeReport, SeriesId
@@ -50,7 +50,7 @@ from hyperlake.verify.scan import SeriesCheck
 __all__ = ["LakeReport", "SeriesId", "verify_changed", "verify_lake"]
 
 
-def verify_lake(root: Path, datasets: Iterable[Dataset] = VERIFIED,
+def verify_lake(root: Location, datasets: Iterable[Dataset] = VERIFIED,
                 market: str | None = None, interval: str | None = None) -> LakeReport:
     """Verify every selected series, one at a time. An empty lake gives an empty report
     (whatever the filters); a filter naming nothing the lake has is a UserError."""
@@ -63,7 +63,7 @@ def verify_lake(root: Path, datasets: Iterable[Dataset] = VERIFIED,
                              for sid in chosen])
 
 
-def verify_changed(root: Path, changed: Mapping[SeriesId, Collection[int]]) -> LakeReport:
+def verify_changed(root: Location, changed: Mapping[SeriesId, Collection[int]]) -> LakeReport:
     """Verify only what a run changed: each series' state (ledgers, coverage: cheap,
     from file names) and the rows of the given UTC days (day numbers) only, so a
     run at the head of a year-long lake reads a few partitions, not all."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from pathlib import Path
 
 from hyperlake.errors import UserError
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.store import Location
 from hyperlake.schemas.intervals import ALL_INTERVALS
 from hyperlake.schemas.names import NameIndex
 from hyperlake.schemas.vocabulary import Dataset
@@ -36,7 +36,7 @@ def _listing(names: Iterable[str], limit: int = 20) -> str:
     return shown if len(ordered) <= limit else f"{shown}, … ({len(ordered)} in all)"
 
 
-def _resolve_market(text: str, markets: set[str], lake: Path) -> str:
+def _resolve_market(text: str, markets: set[str], lake: Location) -> str:
     """Exact name first, then a unique case-insensitive match (``btc`` → ``BTC``)."""
     try:
         return NameIndex(sorted(markets)).match(text)
@@ -50,7 +50,7 @@ def _interval_order(name: str) -> tuple[int, str]:
 
 
 def select(ids: Iterable[SeriesId], market: str | None, interval: str | None,
-           lake: Path) -> list[SeriesId]:
+           lake: Location) -> list[SeriesId]:
     """The series ``--market`` and ``--interval`` ask for; UserError when the lake has
     none, listing what it has."""
     chosen = sorted(ids, key=lambda s: (s.dataset, s.market, _interval_order(s.interval)))

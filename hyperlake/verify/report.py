@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
+from hyperlake.lake.store import Location
 from hyperlake.schemas.times import format_instant
 from hyperlake.schemas.vocabulary import Dataset, Severity
 from hyperlake.verify.buckets import I64, distinct, extent_dict, union
@@ -165,7 +165,7 @@ class SeriesReport:
 
 @dataclass
 class LakeReport:
-    lake: Path
+    lake: Location
     series: list[SeriesReport]
 
     @property

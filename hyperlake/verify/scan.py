@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Collection
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -20,9 +19,9 @@ import pyarrow.parquet as pq
 
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.compaction import days_of
-from hyperlake.lake.paths import LakePaths, SeriesKey, lake_files
-from hyperlake.lake.quarantine import parquet_looks_whole
+from hyperlake.lake.paths import LakePaths, Partition, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
+from hyperlake.lake.store import Location, Store, relative
 from hyperlake.schemas.datasets import DATASET_SPECS
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, is_interval
 from hyperlake.schemas.records import TS
@@ -68,18 +67,19 @@ def _day_number(day: dt.date) -> int:
     return (day - EPOCH_DATE).days
 
 
-def _footer_problem(path: Path) -> str | None:
+def _footer_problem(store: Store, path: Location) -> str | None:
     try:
-        pq.read_metadata(path)
+        pq.read_metadata(store.parquet(path, footer_only=True).source)
     except (OSError, pa.ArrowException) as exc:
         return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return None
 
 
-def read_partition(folder: Path, columns: list[str]) -> pa.Table:
+def read_partition(store: Store, partition: Partition, columns: list[str]) -> pa.Table:
     """Every lake file of one partition (normally just part-0.parquet), some columns.
     Raises OSError or pyarrow.ArrowException when a file cannot be read."""
-    tables = [pq.read_table(path, columns=columns) for path in lake_files(folder)]
+    tables = [pq.read_table(store.parquet(path).source, columns=columns)
+              for path in partition.files]
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
@@ -101,8 +101,8 @@ class SeriesCheck:
         self.covered = self.report.covered
         self.failed = union(s.failed for s in states)
         self.confirmed = union(s.confirmed for s in states)
-        self.partitions = paths.partitions(sid.dataset, sid.market, sid.interval)
-        self.folders = [folder for _, folder in self.partitions]
+        self.store = paths.store
+        self.partitions = paths.partition_files(sid.dataset, sid.market, sid.interval)
         self.misplaced: dict[int, list[I64]] = defaultdict(list)
         self.tracked = 0
         self.row_window: tuple[int, int] | None = None
@@ -112,23 +112,23 @@ class SeriesCheck:
             self._unknown_interval()
             return self.report
         self._state_findings()
-        by_day = {_day_number(day): f for day, f in self.partitions if day is not None}
+        by_day = {_day_number(p.date): p for p in self.partitions if p.date is not None}
         self.row_window = self._row_window([by_day[d] for d in sorted(by_day)])
         days = {d for span in self.confirmed for d in days_of(span)} | set(by_day)
         if self.only_days is not None:
             days &= self.only_days
         for day in sorted(days):
             self._day(day, by_day.get(day))
-        for date, folder in self.partitions:
-            if date is None:
-                self._partition(folder, None)
+        for partition in self.partitions:
+            if partition.date is None:
+                self._partition(partition, None)
         self._misplaced_twins(by_day)
         return self.report
 
     def _unknown_interval(self) -> None:
         """A folder the pipelines cannot have written: its rows cannot be checked."""
         text = f"interval={self.sid.interval}: not an interval"
-        self.f["unreadable"].add(max(1, len(self.folders)), [(0, text)])
+        self.f["unreadable"].add(max(1, len(self.partitions)), [(0, text)])
 
     # state files
 
@@ -137,9 +137,9 @@ class SeriesCheck:
         read): their names claim coverage their rows cannot back."""
         for series in self.series:
             for span, path in series.parts():
-                problem = parquet_looks_whole(path) or _footer_problem(path)
+                problem = self.store.torn_parquet(path) or _footer_problem(self.store, path)
                 if problem is not None:
-                    text = f"{path.relative_to(series.paths.root)}: {problem}"
+                    text = f"{relative(path, series.paths.root)}: {problem}"
                     self.f["unreadable_parts"].add(1, [(span.start, text)])
 
     def _state_findings(self) -> None:
@@ -156,13 +156,13 @@ class SeriesCheck:
             hull = RangeSet([Span(known.spans[0].start, known.spans[-1].end)])
             self.f["holes"].add_spans(hull.subtract(known), interval)
 
-    def _row_window(self, folders: list[Path]) -> tuple[int, int] | None:
+    def _row_window(self, partitions: list[Partition]) -> tuple[int, int] | None:
         """Earliest and latest key of the series (first and last partition)."""
-        if not self.funding or not folders:
+        if not self.funding or not partitions:
             return None
         try:
-            first = _ms(read_partition(folders[0], [self.key]).column(self.key))
-            last = _ms(read_partition(folders[-1], [self.key]).column(self.key))
+            first = _ms(self._read(partitions[0], [self.key]).column(self.key))
+            last = _ms(self._read(partitions[-1], [self.key]).column(self.key))
         except (OSError, pa.ArrowException):
             return None
         if len(first) == 0 or len(last) == 0:
@@ -171,19 +171,23 @@ class SeriesCheck:
 
     # partitions
 
-    def _day(self, day: int, folder: Path | None) -> None:
+    def _read(self, partition: Partition, columns: list[str]) -> pa.Table:
+        return read_partition(self.store, partition, columns)
+
+    def _day(self, day: int, partition: Partition | None) -> None:
         present: I64 = np.zeros(0, dtype=np.int64)
-        if folder is not None:
-            keys = self._partition(folder, day)
+        if partition is not None:
+            keys = self._partition(partition, day)
             if keys is None:
                 return  # unreadable: its buckets are neither present nor empty
             present = keys // HOUR_MS * HOUR_MS if self.funding else keys
         self._empties(day, present)
 
-    def _partition(self, folder: Path, day: int | None) -> I64 | None:
+    def _partition(self, partition: Partition, day: int | None) -> I64 | None:
         """Check one partition's rows; its keys, or None when it cannot be read."""
+        folder = partition.folder
         try:
-            table = read_partition(folder, self.columns)
+            table = self._read(partition, self.columns)
         except (OSError, pa.ArrowException) as exc:
             self.f["unreadable"].add(1, [(day or 0, f"{folder.name}: {exc}".splitlines()[0])])
             return None
@@ -201,7 +205,7 @@ class SeriesCheck:
             self._candle_rows(table, keys)
         return keys
 
-    def _drop_null_keys(self, table: pa.Table, folder: Path) -> pa.Table:
+    def _drop_null_keys(self, table: pa.Table, folder: Location) -> pa.Table:
         nulls = table.column(self.key).null_count
         if not nulls:
             return table
@@ -217,16 +221,16 @@ class SeriesCheck:
             for home in distinct(wrong // DAY_MS).tolist():
                 self.misplaced[home].append(wrong[wrong // DAY_MS == home])
 
-    def _misplaced_twins(self, by_day: dict[int, Path]) -> None:
+    def _misplaced_twins(self, by_day: dict[int, Partition]) -> None:
         """A misplaced row whose key is also in its own date's partition (or in another
         misplaced row) is a duplicate across partitions."""
         for home, chunks in sorted(self.misplaced.items()):
             keys = np.concatenate(chunks)
             twins = [repeated(keys)]
-            folder = by_day.get(home)
-            if folder is not None:
+            partition = by_day.get(home)
+            if partition is not None:
                 try:
-                    own = _ms(read_partition(folder, [self.key]).column(self.key))
+                    own = _ms(self._read(partition, [self.key]).column(self.key))
                 except (OSError, pa.ArrowException):
                     own = np.zeros(0, dtype=np.int64)  # already reported unreadable
                 twins.append(keys[member(keys, own)])

@@ -13,13 +13,13 @@ import orjson
 import pytest
 
 from hyperlake.cli import main
-from hyperlake.lake.atomic import write_bytes_atomic
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.ledger import Failure
 from hyperlake.lake.paths import COVERED, LakePaths, SeriesKey
 from hyperlake.lake.ranges import Span
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
 from hyperlake.schemas.times import format_instant, parse_instant
+from tests.conftest import on_disk
 
 NOW = parse_instant("2026-03-31T00:00:00Z", "test")
 DAY0 = NOW - 3 * DAY_MS
@@ -38,17 +38,17 @@ def build(lake: Path) -> None:
     days = {"2026-03-28": [24, DAY0, DAY0 + 23 * HOUR_MS],
             "2026-03-29": [20, DAY0 + DAY_MS + 2 * HOUR_MS, DAY0 + DAY_MS + 23 * HOUR_MS],
             "2026-03-30": [19, DAY0 + 2 * DAY_MS, NOW - 3 * HOUR_MS]}
-    write_bytes_atomic(paths.row_index("candles", "BTC", "1h"), orjson.dumps(days))
+    paths.store.put(paths.row_index("candles", "BTC", "1h"), orjson.dumps(days))
     for date in days:
-        folder = paths.partition("candles", "BTC", "1h", date)
+        folder = on_disk(paths.partition("candles", "BTC", "1h", date))
         folder.mkdir(parents=True)
         (folder / "part-0.parquet").write_bytes(b"not parquet at all")
     eth = Series(paths, SeriesKey("candles", "dwellir", "ETH", "1m"))
-    job = eth.job_folder(Span(NOW - 10 * MINUTE_MS, NOW)) / "shard-000"
+    job = on_disk(eth.job_folder(Span(NOW - 10 * MINUTE_MS, NOW)) / "shard-000")
     job.mkdir(parents=True)
     (job / f"part-{NOW - 10 * MINUTE_MS}-{NOW - 4 * MINUTE_MS}.parquet").write_bytes(
         b"x")
-    assert COVERED.parse(next(btc.coverage_folder.iterdir()).name) is not None
+    assert COVERED.parse(next(on_disk(btc.coverage_folder).iterdir()).name) is not None
 
 
 def tree(lake: Path) -> dict[str, tuple[int, int]]:
@@ -89,10 +89,10 @@ def test_status_counts_from_names_and_changes_nothing(tmp_path: Path) -> None:
 def test_status_shows_the_last_update_run_and_the_streamer(tmp_path: Path) -> None:
     build(tmp_path)
     paths = LakePaths(tmp_path)
-    write_bytes_atomic(paths.update_record, orjson.dumps({
+    paths.store.put(paths.update_record, orjson.dumps({
         "finished": "2026-03-30T23:55:00Z", "result": "gaps", "exit": 4, "seconds": 1.5,
         "requests": 12, "gaps": 1, "errors": []}))
-    write_bytes_atomic(paths.stream_status, orjson.dumps({
+    paths.store.put(paths.stream_status, orjson.dumps({
         "pid": os.getpid(), "last_frame": "2026-03-30T23:59:59Z", "connections": 2,
         "reconnects": 0, "awaiting_repair": {}}))
     code, out, _ = status(tmp_path)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from hyperlake.lake import checkpoints, ledger
 from hyperlake.lake.checkpoints import Series, ShardWriter
 from hyperlake.lake.ledger import Failure
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
 from hyperlake.schemas.candles import CandleRow, candle_table
+from tests.conftest import on_disk
 
 S = 1000  # one 1s bucket, in ms
 JOB = Span(0, 100 * S)
@@ -123,7 +123,7 @@ def test_a_crash_before_the_part_is_written_leaves_the_span_missing(
     def crash(*_: object, **__: object) -> None:
         raise OSError("killed")
 
-    monkeypatch.setattr(checkpoints, "write_parquet_atomic", crash)
+    monkeypatch.setattr(series.store, "put_parquet", crash)
     with pytest.raises(OSError, match="killed"):
         writer(series).commit(Span(0, 10 * S), table(1), [failure(3, 5)])
 
@@ -136,10 +136,10 @@ def test_a_crash_before_the_ledger_is_cleared_only_refetches(
         series: Series, monkeypatch: pytest.MonkeyPatch) -> None:
     writer(series).commit(Span(0, 10 * S), table(), [failure(3, 5)])
 
-    def crash(_: list[Path]) -> None:
+    def crash(_: object) -> None:
         raise OSError("killed")
 
-    monkeypatch.setattr(ledger, "remove_durably", crash)
+    monkeypatch.setattr(series.store, "delete", crash)
     with pytest.raises(OSError, match="killed"):
         writer(series, shard=1).commit(Span(3 * S, 5 * S), table(4), [])
 
@@ -151,9 +151,9 @@ def test_missing_counts_parts_of_every_job_and_compacted_coverage(series: Series
     writer(series, job=Span(0, 50 * S)).commit(Span(0, 10 * S), table(), [])
     writer(series, shard=3, job=Span(20 * S, 30 * S)).commit(Span(20 * S, 30 * S), table(),
                                                             [failure(25, 26)])
-    series.coverage_folder.mkdir(parents=True)
-    (series.coverage_folder / f"covered-{40 * S}-{45 * S}").touch()
-    (series.coverage_folder / "not-a-coverage-file").touch()
+    on_disk(series.coverage_folder).mkdir(parents=True)
+    (on_disk(series.coverage_folder) / f"covered-{40 * S}-{45 * S}").touch()
+    (on_disk(series.coverage_folder) / "not-a-coverage-file").touch()
 
     assert series.compacted() == spans((40, 45))
     assert series.missing(Span(0, 50 * S)) == spans((10, 20), (25, 26), (30, 40), (45, 50))
@@ -163,9 +163,9 @@ def test_missing_counts_parts_of_every_job_and_compacted_coverage(series: Series
 
 def test_temporaries_and_strangers_are_not_parts(series: Series) -> None:
     part = writer(series).commit(Span(0, 10 * S), table(), [])
-    (part.parent / f".tmp-0123abcd-part-{10 * S}-{20 * S}.parquet").write_bytes(b"half")
-    (part.parent / f"part-{20 * S}-{30 * S}.parquet.bak").write_bytes(b"")
-    (part.parent / "part-x-y.parquet").write_bytes(b"")
+    (on_disk(part.parent) / f".tmp-0123abcd-part-{10 * S}-{20 * S}.parquet").write_bytes(b"half")
+    (on_disk(part.parent) / f"part-{20 * S}-{30 * S}.parquet.bak").write_bytes(b"")
+    (on_disk(part.parent) / "part-x-y.parquet").write_bytes(b"")
 
     assert [span for span, _ in series.parts()] == [Span(0, 10 * S)]
     assert series.missing(Span(0, 30 * S)) == spans((10, 30))

@@ -33,6 +33,7 @@ from hyperlake.schemas.candles import CandleRow, candle_table
 from hyperlake.schemas.datasets import CANDLES
 from hyperlake.schemas.funding import FundingRow, funding_table
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS, next_bucket
+from tests.conftest import on_disk
 
 #: 2026-03-01T00:00:00Z
 T0 = 1_772_323_200_000
@@ -62,14 +63,14 @@ def commit(lake: Path, source: str, span: Span, rows: Sequence[CandleRow], *,
     """One checkpoint part, as an extractor's shard commits it."""
     series = Series(LakePaths(lake), SeriesKey("candles", source, market, interval))
     writer = ShardWriter(series, series.job_folder(job or span) / shard)
-    return writer.commit(span, candle_table(market, interval, source, list(rows)), [])
+    return on_disk(writer.commit(span, candle_table(market, interval, source, list(rows)), []))
 
 
 def commit_funding(lake: Path, span: Span, rows: Sequence[FundingRow], *,
                    market: str = "BTC") -> Path:
     series = Series(LakePaths(lake), SeriesKey("funding", "hyperliquid", market, "1h"))
     writer = ShardWriter(series, series.job_folder(span) / "coin")
-    return writer.commit(span, funding_table(market, "hyperliquid", list(rows)), [])
+    return on_disk(writer.commit(span, funding_table(market, "hyperliquid", list(rows)), []))
 
 
 def funding_rows(start: int, end: int, rate: float, fetched: int) -> list[FundingRow]:
@@ -120,7 +121,7 @@ def partition_files(lake: Path, dataset: str = "candles") -> list[Path]:
 def lake_rows(lake: Path, market: str = "BTC", interval: str = "1m") -> list[Sourced]:
     """The rows of one (market, interval), file by file in date order (as stored)."""
     paths = LakePaths(lake)
-    folder = paths.partition("candles", market, interval, "x").parent
+    folder = on_disk(paths.partition("candles", market, interval, "x").parent)
     out: list[Sourced] = []
     for path in sorted(folder.glob(f"date=*/{LAKE_FILE}")):
         out += as_sourced(pq.read_table(path))
@@ -401,7 +402,7 @@ def test_funding_is_keyed_by_time_and_the_later_fetch_wins(tmp_path: Path) -> No
 
 def covered_names(lake: Path, source: str, market: str = "BTC",
                   interval: str = "1m") -> list[str]:
-    folder = LakePaths(lake).coverage(SeriesKey("candles", source, market, interval))
+    folder = on_disk(LakePaths(lake).coverage(SeriesKey("candles", source, market, interval)))
     return sorted(p.name for p in folder.iterdir())
 
 

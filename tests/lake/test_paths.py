@@ -24,6 +24,7 @@ from hyperlake.lake.paths import (
     encode_interval,
     encode_market,
 )
+from tests.conftest import on_disk
 
 #: Examples are microseconds of work; a loaded CI machine must not fail them on time.
 NO_DEADLINE = settings(deadline=None)
@@ -97,7 +98,7 @@ def test_query_engines_decode_the_partition_values(tmp_path: Path) -> None:
     wanted = {("xyz:XYZ100", "1M"), ("kPEPE", "1m"), ("KPEPE", "1m"), ("@107", "1h"),
               ("HYPE/USDC", "1m")}
     for market, interval in wanted:
-        folder = paths.partition("candles", market, interval, "2026-03-30")
+        folder = on_disk(paths.partition("candles", market, interval, "2026-03-30"))
         folder.mkdir(parents=True)
         pq.write_table(pa.table({"v": [1]}), folder / "part-0.parquet")
     root = paths.dataset("candles")

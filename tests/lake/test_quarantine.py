@@ -18,6 +18,7 @@ from hyperlake.lake.quarantine import parquet_looks_whole
 from hyperlake.lake.ranges import RangeSet, Span
 from hyperlake.pipelines.runner import ExtractRun
 from hyperlake.schemas.intervals import DAY_MS
+from tests.conftest import on_disk
 from tests.lake.test_compaction import T0, commit, compact, minutes
 
 KEY = SeriesKey("candles", "dwellir", "BTC", "1m")
@@ -56,8 +57,8 @@ def test_compaction_quarantines_a_truncated_part_and_compacts_the_rest(tmp_path:
     truncate(broken)
     stats = compact(tmp_path)
     [moved] = stats.quarantined
-    assert moved.original == broken and moved.moved_to.exists()
-    assert moved.moved_to.is_relative_to(tmp_path / "_quarantine")
+    assert moved.original == broken and on_disk(moved.moved_to).exists()
+    assert on_disk(moved.moved_to).is_relative_to(tmp_path / "_quarantine")
     series = Series(LakePaths(tmp_path), KEY)
     assert series.compacted() == RangeSet([Span(T0 + DAY_MS, T0 + 2 * DAY_MS)])
     assert series.missing(Span(T0, T0 + 2 * DAY_MS)) == RangeSet([Span(T0, T0 + DAY_MS)])
@@ -80,7 +81,8 @@ def test_a_truncated_partition_is_moved_aside_and_its_day_is_claimed_no_more(
         tmp_path: Path) -> None:
     two_days(tmp_path)
     compact(tmp_path)
-    partition = LakePaths(tmp_path).partition("candles", "BTC", "1m", "2026-03-01") / LAKE_FILE
+    partition = on_disk(LakePaths(tmp_path).partition("candles", "BTC", "1m", "2026-03-01")
+                        / LAKE_FILE)
     truncate(partition)
     # half of day 1 is fetched again (by another source, even): compaction merges it
     commit(tmp_path, "hyperliquid", Span(T0, T0 + DAY_MS // 2), minutes(T0, T0 + DAY_MS // 2))
@@ -114,7 +116,7 @@ def test_verify_names_an_unreadable_checkpoint_part(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["directory", "file"])
 def test_a_lock_file_that_cannot_be_opened_is_one_line(tmp_path: Path, kind: str) -> None:
-    lock = LakePaths(tmp_path).lock_file
+    lock = on_disk(LakePaths(tmp_path).lock_file)
     if kind == "directory":
         lock.mkdir(parents=True)
     else:

@@ -15,6 +15,7 @@ from hyperlake.lake.atomic import TMP_PREFIX
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.ranges import RangeSet, Span
 from hyperlake.schemas.intervals import FIXED_STEP_MS
+from tests.conftest import on_disk
 from tests.pipelines.test_candles_support import (
     assert_parts_disjoint,
     background_cli,
@@ -85,7 +86,7 @@ def assert_resumed_to_the_model(series: Series, clean: Series, source: str, inte
     assert_consistent(series)
     assert series.done() == RangeSet([span])
     assert series.gaps() == []
-    assert tmp_files(series.folder) == [], "temporaries of killed runs were not swept"
+    assert tmp_files(on_disk(series.folder)) == [], "temporaries of killed runs were not swept"
 
 
 def test_dwellir_resumes_exactly_after_kill_minus_9(emulator: Emulator, tmp_path: Path) -> None:
@@ -164,7 +165,7 @@ def test_a_second_run_on_a_busy_lake_exits_3_and_touches_nothing(emulator: Emula
 
     first = start_cli(first_argv, env)
     try:
-        assert wait_for(lambda: any(first_series.folder.glob("job-*/job.json"))), \
+        assert wait_for(lambda: any(on_disk(first_series.folder).glob("job-*/job.json"))), \
             "the first run never started its job"
         emulator.reset_stats()
         busy = run_cli(other_argv, env)
@@ -179,8 +180,8 @@ def test_a_second_run_on_a_busy_lake_exits_3_and_touches_nothing(emulator: Emula
     assert "another hyperlake run holds the lake" in lines[0]
     assert f"pid {first.pid}" in lines[0]
     assert emulator.stats().get("hydromancer_requests", 0) == 0
-    assert not other.folder.exists()
-    assert not other.ledger.folder.exists()
+    assert not on_disk(other.folder).exists()
+    assert not on_disk(other.ledger.folder).exists()
 
     assert first.returncode == 0, stderr
     assert lake_rows(first_series) == list(

@@ -16,7 +16,7 @@ from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.ranges import RangeSet, Span
 from hyperlake.schemas.exchange import CANDLES_PER_WEIGHT, INFO_BASE_WEIGHT
 from hyperlake.schemas.intervals import FIXED_STEP_MS
-from tests.conftest import DWELLIR_KEY, HYDROMANCER_KEY, NOW_MS
+from tests.conftest import DWELLIR_KEY, HYDROMANCER_KEY, NOW_MS, on_disk
 from tests.pipelines.test_candles_support import (
     DWELLIR_WARMUP_MAX,
     Row,
@@ -105,7 +105,7 @@ def window_edges(case: Case) -> list[int]:
 
 
 def part_files(series: Series) -> dict[Path, int]:
-    return {path: path.stat().st_mtime_ns for _, path in series.parts()}
+    return {on_disk(path): on_disk(path).stat().st_mtime_ns for _, path in series.parts()}
 
 
 def assert_lands_exactly_the_model(series: Series, case: Case, span: Span) -> None:

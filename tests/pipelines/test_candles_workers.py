@@ -16,7 +16,7 @@ from hyperlake.emulator.server import Emulator
 from hyperlake.lake.paths import LakePaths
 from hyperlake.pipelines.candles.dwellir import ShardRun, ShardSpec
 from hyperlake.schemas.intervals import HOUR_MS
-from tests.conftest import NOW_MS
+from tests.conftest import NOW_MS, on_disk
 from tests.pipelines.test_candles_resume import wait_for
 from tests.pipelines.test_candles_support import (
     candles_argv,
@@ -65,7 +65,7 @@ def test_an_orphan_never_commits(tmp_path: Path) -> None:
     run = ShardRun(spec, None)
     with pytest.raises(SystemExit, match="parent process died"):
         run._check_parent()
-    assert not series_of(tmp_path, "dwellir", "1s").folder.exists()
+    assert not on_disk(series_of(tmp_path, "dwellir", "1s").folder).exists()
 
 
 @pytest.mark.parametrize(("sig", "whole_group", "status", "word"), [
@@ -87,5 +87,5 @@ def test_a_stop_from_outside_is_one_line_and_resumable(
     assert "run the same command again to resume" in stderr
     assert wait_for(lambda: not [m for m in group_members(process.pid).values() if m],
                     timeout=5.0)
-    lock = LakePaths(tmp_path).lock_file
+    lock = on_disk(LakePaths(tmp_path).lock_file)
     assert lock.exists()  # released, not removed: the next run takes it

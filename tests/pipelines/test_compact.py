@@ -38,6 +38,7 @@ from hyperlake.schemas.funding import FundingRow, funding_table
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
 from hyperlake.schemas.records import TS
 from hyperlake.schemas.vocabulary import is_dataset
+from tests.conftest import on_disk
 from tests.lake.lock_support import held_elsewhere
 
 T0 = 1_772_323_200_000  # 2026-03-01T00:00:00Z
@@ -78,7 +79,8 @@ def commit_spans(lake: Path, key: SeriesKey, job: Span, spans: list[Span], shard
                  make: Callable[[Span], pa.Table]) -> dict[str, Span]:
     series = Series(LakePaths(lake), key)
     writer = ShardWriter(series, series.job_folder(job) / shard)
-    return {str(writer.commit(span, make(span), []).relative_to(lake)): span for span in spans}
+    return {str(on_disk(writer.commit(span, make(span), [])).relative_to(lake)): span
+            for span in spans}
 
 
 def chop(start: int, end: int, step: int) -> list[Span]:
@@ -198,7 +200,7 @@ def start_working(lake: Path) -> subprocess.Popen[bytes]:
     """Start ``hyperlake compact`` and return once it holds the lake lock (its imports
     done, its work begun) or has exited."""
     proc = start_cli(lake)
-    lock, holder = LakePaths(lake).lock_file, f"pid {proc.pid}:".encode()
+    lock, holder = on_disk(LakePaths(lake).lock_file), f"pid {proc.pid}:".encode()
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
         with contextlib.suppress(OSError):
@@ -230,7 +232,7 @@ def file_hashes(lake: Path) -> dict[str, str]:
 def group_table(lake: Path, dataset: str, market: str, interval: str) -> pa.Table:
     """The lake rows of one (dataset, market, interval), read file by file."""
     assert is_dataset(dataset)
-    folder = LakePaths(lake).partition(dataset, market, interval, "x").parent
+    folder = on_disk(LakePaths(lake).partition(dataset, market, interval, "x").parent)
     files = sorted(folder.glob(f"date=*/{LAKE_FILE}"))
     if not files:
         return pa.table({})
@@ -462,7 +464,7 @@ def lock_holder(tmp_path: Path) -> Iterator[Holder]:
     """A lake with a checkpoint, its lock held by another process until released."""
     lake = tmp_path / "lake"
     one_day_lake(lake, FETCH, seed=1)
-    with held_elsewhere(LakePaths(lake).lock_file) as process:
+    with held_elsewhere(on_disk(LakePaths(lake).lock_file)) as process:
         yield Holder(lake, process)
 
 

@@ -38,7 +38,7 @@ from hyperlake.net.pacing import SharedWeightBudget
 from hyperlake.pipelines.universe import cache_folder, load_universe
 from hyperlake.schemas.intervals import HOUR_MS
 from hyperlake.schemas.times import format_instant, parse_instant
-from tests.conftest import NOW_MS
+from tests.conftest import NOW_MS, on_disk
 
 NOW_ISO = "2026-03-31T00:00:00Z"
 DAY_MS = 24 * HOUR_MS
@@ -175,7 +175,7 @@ def kill_group(process: subprocess.Popen[str]) -> None:
 def wait_until_extracting(lake: Path, process: subprocess.Popen[str],
                           timeout: float = 60.0) -> None:
     """Until ``process`` holds the lake's writer lock (it has started the job)."""
-    lock = LakePaths(lake).lock_file
+    lock = on_disk(LakePaths(lake).lock_file)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(FileNotFoundError):

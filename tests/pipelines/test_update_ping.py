@@ -18,7 +18,7 @@ import pytest
 from hyperlake.cli import main
 from hyperlake.emulator.server import Emulator
 from hyperlake.lake.paths import LakePaths
-from tests.conftest import HYDROMANCER_KEY, NOWHERE
+from tests.conftest import HYDROMANCER_KEY, NOWHERE, on_disk
 from tests.lake.lock_support import held_elsewhere
 
 Ping = tuple[str, bytes]
@@ -114,7 +114,7 @@ def test_a_failing_source_pings_fail(emulator: Emulator, tmp_path: Path,
 def test_a_busy_lake_or_a_bad_config_pings_nothing(
         emulator: Emulator, tmp_path: Path, pings: tuple[str, list[Ping]]) -> None:
     url, seen = pings
-    with held_elsewhere(LakePaths(tmp_path / "lake").lock_file):
+    with held_elsewhere(on_disk(LakePaths(tmp_path / "lake").lock_file)):
         code, out, err = update(tmp_path, emulator, argv=("--ping-url", url))
     assert code == 0 and orjson.loads(out)["result"] == "busy"
     assert len(err.strip().splitlines()) == 1 and "another hyperlake run" in err

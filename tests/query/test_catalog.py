@@ -21,6 +21,7 @@ from hyperlake.lake.paths import LakePaths
 from hyperlake.query.catalog import connect
 from hyperlake.query.loaders import features
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
+from tests.conftest import on_disk
 from tests.query.test_catalog_support import (
     T0,
     Bars,
@@ -152,7 +153,7 @@ def test_views_see_partitions_added_after_connect(tmp_path: Path) -> None:
 
 def test_leftover_temporaries_are_ignored(tmp_path: Path) -> None:
     write_bars(tmp_path, make_bars("BTC", "1h", [T0, T0 + HOUR_MS]))
-    folder = LakePaths(tmp_path).partition("candles", "BTC", "1h", "2025-01-01")
+    folder = on_disk(LakePaths(tmp_path).partition("candles", "BTC", "1h", "2025-01-01"))
     (folder / ".tmp-0123abcd-part-0.parquet").write_bytes(b"half a file")
     assert query(connect(tmp_path), "SELECT count(*) AS n FROM candles").to_pylist() == [
         {"n": 2}]

@@ -24,6 +24,7 @@ from hyperlake.lake.paths import LAKE_FILE, LakePaths
 from hyperlake.schemas.datasets import CANDLES, FUNDING
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, next_bucket
 from hyperlake.schemas.records import TS
+from tests.conftest import on_disk
 
 T0 = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 FETCHED = T0 + 400 * DAY_MS
@@ -108,7 +109,7 @@ def write_bars(root: Path, bars: Bars, *, keep_order: bool = False) -> None:
         table = _candle_table(bars, index)
         if not keep_order:
             table = table.sort_by("t")
-        folder = LakePaths(root).partition("candles", bars.market, bars.interval, date)
+        folder = on_disk(LakePaths(root).partition("candles", bars.market, bars.interval, date))
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, folder / LAKE_FILE, **LAKE_WRITE_OPTIONS)
 
@@ -153,7 +154,7 @@ def write_funding(root: Path, funding: Funding) -> None:
             "source": ["hyperliquid"] * len(index),
             "fetched_at": pa.array([FETCHED] * len(index), TS),
         }, schema=FUNDING.lake_schema).sort_by("time")
-        folder = LakePaths(root).partition("funding", funding.market, "1h", date)
+        folder = on_disk(LakePaths(root).partition("funding", funding.market, "1h", date))
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, folder / LAKE_FILE, **LAKE_WRITE_OPTIONS)
 

@@ -28,6 +28,7 @@ from hyperlake.query.loaders import (
 )
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
 from hyperlake.schemas.times import to_epoch_ms
+from tests.conftest import on_disk
 from tests.query.test_catalog_support import (
     T0,
     Bars,
@@ -143,7 +144,7 @@ def test_empty_range_is_an_empty_frame_with_the_columns(
 
 def test_leftover_temporaries_are_skipped(tmp_path: Path) -> None:
     write_bars(tmp_path, make_bars("BTC", "1h", [T0, T0 + HOUR_MS]))
-    folder = LakePaths(tmp_path).partition("candles", "BTC", "1h", "2025-01-01")
+    folder = on_disk(LakePaths(tmp_path).partition("candles", "BTC", "1h", "2025-01-01"))
     (folder / ".tmp-0123abcd-part-0.parquet").write_bytes(b"half a file")
     assert scan_candles(tmp_path, "BTC", "1h").collect().height == 2
 

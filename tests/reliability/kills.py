@@ -42,6 +42,7 @@ from hyperlake.lake.ranges import RangeSet, Span
 from hyperlake.query.catalog import connect
 from hyperlake.schemas.candles import CANDLE_SCHEMA
 from hyperlake.schemas.funding import FUNDING_SCHEMA
+from tests.conftest import on_disk
 from tests.pipelines.test_candles_support import (
     expected_rows,
     group_members,
@@ -170,7 +171,7 @@ def consistency(lake: Path, stage: Stage) -> list[str]:
         keys = [row[0] for row in checkpoint_rows(lake, key)]
         if len(keys) != len(set(keys)):
             problems.append(f"{key.describe()}: {len(keys) - len(set(keys))} rows twice")
-    lock = LakePaths(lake).lock_file
+    lock = on_disk(LakePaths(lake).lock_file)
     if not lock_is_free(lock):
         problems.append("the lake lock is held after the kill")
     return problems
@@ -218,7 +219,7 @@ def reset(lake: Path, stage: Stage) -> None:
     for key, _ in stage.series:
         for folder in (paths.checkpoint_series(key), paths.gap_ledger(key),
                        paths.provisional(key)):
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(on_disk(folder), ignore_errors=True)
 
 
 def missing_share(lake: Path, stage: Stage) -> float:
@@ -265,7 +266,7 @@ def compact_argv(lake: Path) -> list[str]:
 def start_compacting(lake: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     """``hyperlake compact`` once it holds the lake lock (its imports done) or exited."""
     process = start_cli(compact_argv(lake), env)
-    lock, holder = LakePaths(lake).lock_file, f"pid {process.pid}:"
+    lock, holder = on_disk(LakePaths(lake).lock_file), f"pid {process.pid}:"
     deadline = time.monotonic() + 60
     while process.poll() is None and time.monotonic() < deadline:
         try:
@@ -293,7 +294,7 @@ def kill_compaction(tally: Tally, lake: Path, reference: Path, env: dict[str, st
         tally.scan(kill_and_reap(process))
         if landed:
             tally.kills += 1
-            problems = [] if lock_is_free(LakePaths(lake).lock_file) else ["lock held"]
+            problems = [] if lock_is_free(on_disk(LakePaths(lake).lock_file)) else ["lock held"]
             tally.problems += problems
             tally.survived += not problems
     done = run(compact_argv(lake), env)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from hyperlake.lake.paths import LakePaths
+from tests.conftest import on_disk
 from tests.pipelines.test_candles_resume import wait_for
 from tests.pipelines.test_candles_support import group_members, seed_universe, start_cli
 from tests.reliability.kills import candle_stage, checkpoint_rows, consistency
@@ -60,7 +61,7 @@ def orphan_round(start: StartEmulator, folder: Path, rng: random.Random) -> Tall
         problems = [] if gone else [f"workers outlived their parent: {workers}"]
         if parts(lake) != left:
             problems.append("a worker committed after its parent died")
-        if not lock_is_free(LakePaths(lake).lock_file):
+        if not lock_is_free(on_disk(LakePaths(lake).lock_file)):
             problems.append("the lake stayed locked")
         problems += consistency(lake, STAGE)
         tally.problems += problems

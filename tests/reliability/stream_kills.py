@@ -20,6 +20,7 @@ from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.query.catalog import connect
 from hyperlake.schemas.intervals import bucket_opens
+from tests.conftest import on_disk
 from tests.pipelines.stream.test_stream_e2e import model_bar
 from tests.pipelines.test_candles_support import group_members, iso, ms, seed_universe, start_cli
 from tests.reliability.support import (
@@ -65,7 +66,7 @@ def stream_round(start: StartEmulator, folder: Path, rng: random.Random,
         time.sleep(rng.uniform(0.3, 2.5))
         landed = process.poll() is None
         tally.scan(kill_and_reap(process))
-        problems = [] if lock_is_free(LakePaths(lake).state / "stream.lock") else \
+        problems = [] if lock_is_free(on_disk(LakePaths(lake).state) / "stream.lock") else \
             ["the stream lock is held after the kill"]
         problems += [f"a process outlived the kill: {cmd!r}"
                      for cmd in group_members(process.pid).values()]

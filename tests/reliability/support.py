@@ -33,7 +33,7 @@ from hyperlake.emulator.config import EmulatorConfig, FaultRule
 from hyperlake.emulator.server import Emulator, frozen_config
 from hyperlake.lake.atomic import TMP_PREFIX
 from hyperlake.lake.paths import LakePaths
-from tests.conftest import DWELLIR_KEY, NOW_MS
+from tests.conftest import DWELLIR_KEY, NOW_MS, on_disk
 from tests.pipelines.test_candles_support import cli_env, group_members
 
 #: Starts an emulator (``make_emulator`` in tests, ``EmulatorPool.start`` in the battery).
@@ -175,7 +175,7 @@ def lake_hashes(lake: Path) -> dict[str, str]:
 
 
 def coverage_markers(lake: Path) -> list[str]:
-    root = LakePaths(lake).state / "coverage"
+    root = on_disk(LakePaths(lake).state / "coverage")
     return sorted(str(p.relative_to(root)) for p in root.rglob("covered-*")) \
         if root.exists() else []
 
@@ -199,7 +199,7 @@ def leftovers(lake: Path, *, compacted: bool = False) -> list[str]:
     """What an interrupted run may not leave behind once the next run is done:
     temporaries, a lock nobody can take, and (after compaction) any checkpoint file."""
     found = [f"temporary {p.relative_to(lake)}" for p in lake.rglob(f"{TMP_PREFIX}*")]
-    state = LakePaths(lake).state
+    state = on_disk(LakePaths(lake).state)
     if state.exists():
         found += [f"stale lock {p.relative_to(lake)}" for p in state.glob("*.lock")
                   if not lock_is_free(p)]

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 from hyperlake.lake.paths import LAKE_FILE, LakePaths
+from tests.conftest import on_disk
 from tests.query.test_catalog_support import odd_names_lake
 from tests.reliability.corruption import corruption_round
 from tests.reliability.support import StartEmulator, call_main
@@ -26,7 +27,8 @@ def test_compact_quarantines_a_truncated_partition_with_nothing_to_merge(
     new parts into, so a truncated partition of a series with nothing new stayed, its
     day claimed as covered: every extract run called it complete."""
     odd_names_lake(tmp_path)
-    broken = LakePaths(tmp_path).partition("funding", "BTC", "1h", "2025-01-01") / LAKE_FILE
+    broken = on_disk(LakePaths(tmp_path).partition("funding", "BTC", "1h", "2025-01-01")
+                     / LAKE_FILE)
     broken.write_bytes(broken.read_bytes()[:100])
     code, _, err = call_main(["compact", "--lake", str(tmp_path)])
     assert code == 0

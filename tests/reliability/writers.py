@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hyperlake.emulator.config import FaultRule
 from hyperlake.lake.paths import LakePaths
+from tests.conftest import on_disk
 from tests.pipelines.test_candles_support import seed_universe, start_cli
 from tests.reliability.kills import Stage, candle_stage, checkpoint_rows, funding_stage
 from tests.reliability.support import (
@@ -76,7 +77,7 @@ def busy_line(tally: Tally, label: str, code: int, stderr: str) -> None:
 
 def series_folders(lake: Path, stage: Stage) -> list[Path]:
     paths = LakePaths(lake)
-    return [folder for key, _ in stage.series
+    return [on_disk(folder) for key, _ in stage.series
             for folder in (paths.checkpoint_series(key), paths.gap_ledger(key),
                            paths.provisional(key))]
 

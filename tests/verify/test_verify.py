@@ -29,6 +29,7 @@ from hyperlake.schemas.intervals import HOUR_MS, MINUTE_MS, next_bucket
 from hyperlake.schemas.times import parse_instant
 from hyperlake.schemas.vocabulary import Dataset
 from hyperlake.verify.buckets import opens_in
+from tests.conftest import on_disk
 
 FETCHED = parse_instant("2026-03-31T00:00:00Z", "test")
 
@@ -88,7 +89,7 @@ def clean_lake(lake: Path) -> Path:
 
 def partition_file(lake: Path, dataset: Dataset, market: str, interval: str,
                    date: str) -> Path:
-    return LakePaths(lake).partition(dataset, market, interval, date) / LAKE_FILE
+    return on_disk(LakePaths(lake).partition(dataset, market, interval, date) / LAKE_FILE)
 
 
 def rewrite(path: Path, change: Callable[[pa.Table], pa.Table]) -> None:
@@ -259,14 +260,14 @@ def test_hand_written_markers_and_ledger_are_read(tmp_path: Path,
     """The layout without the pipelines: a partition, coverage markers, a ledger file."""
     paths = LakePaths(tmp_path)
     table = candle_table("kPEPE", "1h", "hyperliquid", candle_rows(D0, D0 + 6 * HOUR_MS, "1h"))
-    folder = paths.partition("candles", "kPEPE", "1h", "2026-03-30")
+    folder = on_disk(paths.partition("candles", "kPEPE", "1h", "2026-03-30"))
     folder.mkdir(parents=True)
     pq.write_table(table.drop_columns(["market", "interval"]), folder / LAKE_FILE)
-    coverage = paths.coverage(SeriesKey("candles", "hyperliquid", "kPEPE", "1h"))
+    coverage = on_disk(paths.coverage(SeriesKey("candles", "hyperliquid", "kPEPE", "1h")))
     coverage.mkdir(parents=True)
     (coverage / f"covered-{D0}-{D0 + 3 * HOUR_MS}").touch()
     (coverage / f"covered-{D0 + 4 * HOUR_MS}-{D0 + 8 * HOUR_MS}").touch()
-    ledger = paths.gap_ledger(SeriesKey("candles", "hyperliquid", "kPEPE", "1h"))
+    ledger = on_disk(paths.gap_ledger(SeriesKey("candles", "hyperliquid", "kPEPE", "1h")))
     ledger.mkdir(parents=True)
     (ledger / f"gap-{D0 + 7 * HOUR_MS}-{D0 + 8 * HOUR_MS}.json").write_bytes(b"{}")
     code, report = verify_json(capsys, tmp_path, "--market", "kpepe")
@@ -365,7 +366,7 @@ def test_an_unreadable_partition_fails(tmp_path: Path,
 def test_a_folder_that_is_no_interval_fails(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     lake = clean_lake(tmp_path)
-    stray = LakePaths(lake).partition("candles", "BTC", "7m", "2026-03-30")
+    stray = on_disk(LakePaths(lake).partition("candles", "BTC", "7m", "2026-03-30"))
     stray.mkdir(parents=True)
     (stray / LAKE_FILE).write_bytes(partition_file(lake, "candles", "BTC", "1m",
                                                    "2026-03-30").read_bytes())

@@ -26,8 +26,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from multiprocessing import reduction
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -35,9 +33,10 @@ import orjson
 
 from hyperlake.lake.checkpoints import Series, ShardWriter
 from hyperlake.lake.ledger import Failure
-from hyperlake.lake.lock import LakeLock
+from hyperlake.lake.lock import Grant, WorkerHold, WriterLock, held_lock
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import Span
+from hyperlake.lake.store import parse_location
 from hyperlake.net.curl import Completed, CurlPool, CurlSettings
 from hyperlake.net.pacing import InflightWindow, TokenBucket
 from hyperlake.net.redact import redact
@@ -135,7 +134,7 @@ def iso_second(ms: int) -> str:
 class ShardRun:
     """The worker's loop over its segments."""
 
-    def __init__(self, spec: ShardSpec, progress: Any) -> None:
+    def __init__(self, spec: ShardSpec, progress: Any, grant: Grant | None = None) -> None:
         self.spec = spec
         self.progress = progress
         self.step = FIXED_STEP_MS[spec.interval]
@@ -145,9 +144,10 @@ class ShardRun:
         self.retries: list[tuple[float, int, int, int]] = []  # (due, seq, segment, offset)
         self.attempts: dict[tuple[int, int], int] = {}
         self._seq = 0
-        paths = LakePaths(Path(spec.lake_root))
+        paths = LakePaths(parse_location(spec.lake_root), grant)
         series = Series(paths, SeriesKey("candles", SOURCE, spec.market, spec.interval))
-        self.writer = ShardWriter(series, Path(spec.job_folder) / f"shard-{spec.index:03d}")
+        self.writer = ShardWriter(series, parse_location(spec.job_folder) /
+                                  f"shard-{spec.index:03d}")
         self.url_prefix = (f"{spec.base_url.rstrip('/')}/{quote(spec.api_key, safe='')}"
                            f"/v1/candles?market={quote(spec.market, safe='')}"
                            f"&interval={spec.interval}&time=")
@@ -399,20 +399,21 @@ def _date_of(headers: list[bytes]) -> int | None:
     return None
 
 
-def run_shard(spec: ShardSpec, progress: Any, lake_lock: Any) -> None:
+def run_shard(spec: ShardSpec, progress: Any, lake_lock: WorkerHold) -> None:
     """Worker process entry point: results and errors travel back on ``progress``.
 
     The worker dies with its parent (``PR_SET_PDEATHSIG``), checks its parent before
-    every commit, and keeps the run's lake lock open (``lake_lock``, the inherited
-    descriptor): even a worker that outlives its parent holds the lake locked, so the
-    next run is refused until it is gone and nothing is ever committed beside it.
-    Ctrl-C is the parent's to handle: the worker ignores SIGINT (one line, not one
-    traceback per worker)."""
+    every commit, and keeps the run's hold of the lake (``lake_lock``): on disk the
+    inherited descriptor of the flock, so even a worker that outlives its parent holds
+    the lake locked, and the next run is refused until it is gone; on an object store
+    the run's lease grant, checked before every commit, so a worker stops committing
+    once its run's lease is lost or taken over. Ctrl-C is the parent's to handle: the
+    worker ignores SIGINT (one line, not one traceback per worker)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(spec.parent_pid)
-    lake_lock.detach()  # the descriptor stays open until this process ends
+    grant = lake_lock.adopt()  # a flock's descriptor stays open until this process ends
     try:
-        counters = ShardRun(spec, progress).run()
+        counters = ShardRun(spec, progress, grant).run()
         progress.put(("done", spec.index, ShardResult(spec.index, counters)))
     except TerminalError as exc:
         progress.put(("done", spec.index, ShardResult(spec.index, Counters(), str(exc), True)))
@@ -433,21 +434,6 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 _PR_SET_PDEATHSIG = 1
-
-
-class InheritedFd:
-    """A descriptor a spawned worker inherits: pickled (as the process starts) into
-    multiprocessing's own fd passing, so the child gets the very open file."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return (_identity, (reduction.DupFd(self.fd),))
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 # -- the parent side ------------------------------------------------------------------
@@ -478,15 +464,17 @@ def split_shards(segments: list[Span], step: int, workers: int) -> list[tuple[Sp
     return shards
 
 
-def run_shards(specs: list[ShardSpec], on_progress: Any, lock: LakeLock) -> list[ShardResult]:
+def run_shards(specs: list[ShardSpec], on_progress: Any,
+               lock: WriterLock) -> list[ShardResult]:
     """Run each shard in a spawned process holding ``lock`` too; ``on_progress(counters,
-    done)`` as they go. When this process is interrupted, the workers are stopped
-    before the exception goes on (what they committed stays; the next run resumes)."""
+    done)`` as they go. When this process is interrupted, or its hold of the lake is
+    lost (``lock.check``: a lease), the workers are stopped before the exception goes
+    on (what they committed stays; the next run resumes)."""
     if not specs:
         return []
     context = mp.get_context("spawn")
     channel = context.Queue()
-    inherited = InheritedFd(lock.fileno())
+    inherited = lock.for_workers()
     processes = [context.Process(target=run_shard, args=(spec, channel, inherited),
                                  daemon=True) for spec in specs]
     for process in processes:
@@ -496,6 +484,7 @@ def run_shards(specs: list[ShardSpec], on_progress: Any, lock: LakeLock) -> list
     results: dict[int, ShardResult] = {}
     try:
         while len(results) < len(specs):
+            lock.check()
             try:
                 kind, index, payload = channel.get(timeout=0.5)
             except queue_module.Empty:
@@ -593,7 +582,7 @@ class DwellirFetch:
                       settle_ms=int(self.settings.settle_s * 1000))
             for i, segments in enumerate(shards)
         ]
-        lock = LakeLock.held(LakePaths(job.lake).lock_file)
+        lock = held_lock(LakePaths(job.lake).lock_file)
         if lock is None:
             raise RuntimeError("a Dwellir fetch runs under its run's lake lock (pipelines.runner)")
         if job.in_process and job.workers == 1 and item.buckets() <= INLINE_MAX_BUCKETS \

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from hyperlake.lake.paths import SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
+from hyperlake.lake.store import Location
 from hyperlake.pipelines.candles.registry import source
 from hyperlake.pipelines.runner import Counters, ExtractResult, Fetch, OnProgress, extract
 from hyperlake.pipelines.settings import SourceSettings
@@ -28,7 +28,7 @@ class CandleJob:
     interval: str
     start_ms: int
     end_ms: int
-    lake: Path
+    lake: Location
     workers: int = 1
     rate: float | None = None  # requests per second (sources paced by a plan ceiling)
     #: A small one-worker Dwellir job may run in this process (``update``: many small

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 
 from hyperlake.lake.ledger import Failure
 from hyperlake.lake.ranges import RangeSet, Span
+from hyperlake.lake.store import Location
 from hyperlake.net.info import InfoClient, InfoStats
 from hyperlake.pipelines.candles.job import CandleJob
 from hyperlake.pipelines.candles.registry import HYDROMANCER, HYPERLIQUID, REGISTRY
@@ -51,7 +51,7 @@ class Repaired:
 class Repairer:
     """Fetches windows of candles for the streamer (one thread calls it)."""
 
-    def __init__(self, settings: SourceSettings, lake: Path) -> None:
+    def __init__(self, settings: SourceSettings, lake: Location) -> None:
         self.settings = settings
         self.lake = lake
         self.stats = InfoStats()

@@ -42,9 +42,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hyperlake.lake.ledger import Failure
-from hyperlake.lake.lock import LakeBusy, LakeLock
+from hyperlake.lake.lock import LakeBusy, WriterLock
 from hyperlake.lake.paths import LakePaths
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
+from hyperlake.lake.store import Location
 from hyperlake.net.retry import TerminalError
 from hyperlake.pipelines.compact import CompactJob, run_compact
 from hyperlake.pipelines.settings import SourceSettings
@@ -71,7 +72,7 @@ STATUS_EVERY_S = 5.0
 class StreamJob:
     coins: tuple[str, ...]  # canonical names
     intervals: tuple[str, ...]
-    lake: Path
+    lake: Location
     grace_ms: int = 2_000
     csv_dir: Path | None = None
     compact_every_s: float = 300.0  # 0: never
@@ -447,10 +448,10 @@ def _raise_failed(tasks: list[asyncio.Task[None]]) -> None:
             raise task.exception()  # type: ignore[misc]
 
 
-def stream_lock(lake: Path) -> LakeLock:
+def stream_lock(lake: Location) -> WriterLock:
     """One streamer per lake (it does not take the writer lock: it writes only its own
     series, beside the other stages)."""
-    return LakeLock(LakePaths(lake).state / "stream.lock")
+    return LakePaths(lake).lock("stream")
 
 
 def _span_text(span: Span) -> str:

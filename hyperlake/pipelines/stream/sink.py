@@ -22,11 +22,11 @@ from typing import Any
 
 import orjson
 
-from hyperlake.lake.atomic import write_bytes_atomic
 from hyperlake.lake.checkpoints import Series, ShardWriter
 from hyperlake.lake.ledger import Failure
 from hyperlake.lake.paths import LakePaths, SeriesKey, encode_interval, encode_market
 from hyperlake.lake.ranges import Span
+from hyperlake.lake.store import Location
 from hyperlake.pipelines.stream.trades import Trade
 from hyperlake.schemas.candles import CandleRow, candle_table
 from hyperlake.schemas.records import rows_table
@@ -122,7 +122,7 @@ class StreamSink:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def write_status(self, status: dict[str, Any]) -> Path:
+    def write_status(self, status: dict[str, Any]) -> Location:
         path = self.paths.stream_status
-        write_bytes_atomic(path, orjson.dumps(status, option=orjson.OPT_INDENT_2))
+        self.paths.store.put(path, orjson.dumps(status, option=orjson.OPT_INDENT_2))
         return path

@@ -21,18 +21,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import orjson
 
 from hyperlake.errors import HyperlakeError
-from hyperlake.lake.atomic import write_bytes_atomic
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.ledger import Failure
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, buckets_in
+from hyperlake.lake.store import Location
 from hyperlake.net.info import InfoClient, InfoStats
 from hyperlake.net.redact import Redactor
 from hyperlake.pipelines.candles.job import CandleJob, source_fetch
@@ -100,7 +99,7 @@ class UpdateOutcome:
 
 
 class UpdateRun:
-    def __init__(self, config: UpdateConfig, settings: SourceSettings, lake: Path, *,
+    def __init__(self, config: UpdateConfig, settings: SourceSettings, lake: Location, *,
                  dwellir_rate: float | None = None, redactor: Redactor | None = None) -> None:
         self.config = config
         self.settings = settings
@@ -295,7 +294,7 @@ class UpdateRun:
     def record(self, outcome: UpdateOutcome, result: str, exit_code: int) -> None:
         """The last run, for ``hyperlake status`` (one small file, replaced atomically)."""
         c = outcome.counters
-        write_bytes_atomic(self.paths.update_record, orjson.dumps({
+        self.paths.store.put(self.paths.update_record, orjson.dumps({
             "version": RECORD_VERSION, "started": format_instant(outcome.started_ms),
             "finished": format_instant(self.settings.now_ms()),
             "finished_wall": time.time(), "seconds": round(outcome.seconds, 3),

@@ -35,7 +35,7 @@ from hyperlake.pipelines.backfill.tasks import (
 from hyperlake.pipelines.update.plan import Group, UpdatePlan
 from hyperlake.schemas.intervals import DAY_MS, bucket_start, next_bucket
 from hyperlake.schemas.times import format_instant
-from hyperlake.schemas.vocabulary import Dataset
+from hyperlake.schemas.vocabulary import DATASETS, Dataset
 
 #: Each interval's chunk: what one extract task fetches at most (else a month).
 CHUNK_PERIOD = {"1s": "1d"}
@@ -149,6 +149,13 @@ class TaskPlanner:
     def _compaction(self, plan: BackfillPlan, group: Group,
                     extracts: list[Extract]) -> FinishGroup | None:
         """The group's month merges and its finish, or None when it has no part."""
+        tasks = self.compaction(group, extracts)
+        plan.tasks += tasks
+        return next((t for t in tasks if isinstance(t, FinishGroup)), None)
+
+    def compaction(self, group: Group, extracts: list[Extract]) -> list[Task]:
+        """One merge per month of days with parts (existing ones, or the extracts'),
+        each after the extracts whose days it merges, then the group's finish."""
         existing = [k for k in self._keys(group[0]) if _group(k) == group]
         keys = tuple(sorted({*existing, *(t.key for t in extracts)},
                             key=lambda k: (k.source, k.market, k.interval)))
@@ -156,8 +163,8 @@ class TaskPlanner:
         spans += [task.want for task in extracts]
         days = {d for span in spans for d in days_of(span)}
         if not days:
-            return None
-        merges = []
+            return []
+        merges: list[Task] = []
         for lo, hi in month_ranges(days):
             deps = tuple(t.name for t in extracts
                          if any(lo <= d < hi for d in days_of(t.want)))
@@ -166,13 +173,20 @@ class TaskPlanner:
                 group=group, keys=keys, days=(lo, hi), deps=deps))
         finish = FinishGroup(name=self._name("finish", *group), group=group, keys=keys,
                              deps=tuple(m.name for m in merges))
-        plan.tasks += [*merges, finish]
-        return finish
+        return [*merges, finish]
 
     def _keys(self, dataset: Dataset) -> list[SeriesKey]:
         if dataset not in self._checkpoint_keys:
             self._checkpoint_keys[dataset] = self.paths.checkpoint_keys(dataset)
         return self._checkpoint_keys[dataset]
+
+
+def lake_compaction(paths: LakePaths, run_id: str) -> list[Task]:
+    """``hyperlake compact``'s job as tasks: every group with checkpoint parts."""
+    planner = TaskPlanner(paths, ("compact",), run_id, {})
+    groups = sorted({_group(key) for dataset in DATASETS
+                     for key in paths.checkpoint_keys(dataset)})
+    return [task for group in groups for task in planner.compaction(group, [])]
 
 
 def _group(key: SeriesKey) -> Group:

@@ -245,7 +245,7 @@ def _dry_run(args: argparse.Namespace, plan: BackfillPlan, executor: Executor) -
     from hyperlake.commands.jsonline import summary_line
 
     counts = _task_counts(plan)
-    buckets = sum(t.units for t in plan.extracts())
+    buckets = sum(t.buckets for t in plan.extracts())
     fields = {"dry_run": True, "stages": list(plan.stages), "where": executor.where,
               "markets": len(plan.update.markets), "tasks": counts, "buckets": buckets,
               "lanes": plan.units(),
@@ -279,7 +279,7 @@ def _finish(args: argparse.Namespace, plan: BackfillPlan, outcome: BackfillOutco
             result=result, exit=code, where=executor.where, dashboard=executor.dashboard,
             stages=list(plan.stages), markets=len(plan.update.markets),
             tasks=_task_counts(plan), tasks_done=outcome.tasks_done,
-            planned=sum(t.units for t in plan.extracts()), fetched=c.fetched,
+            planned=sum(t.buckets for t in plan.extracts()), fetched=c.fetched,
             empty=c.empty, retried=c.retried, failed=c.failed,
             provisional=outcome.provisional, gaps=outcome.gap_buckets(),
             requests=c.requests, weight=c.weight,

@@ -52,7 +52,7 @@ from hyperlake.net.redact import Redactor
 from hyperlake.pipelines.backfill.budgets import paced
 from hyperlake.pipelines.candles.job import CandleJob, source_fetch
 from hyperlake.pipelines.candles.registry import source as registered
-from hyperlake.pipelines.funding import FundingFetch, FundingJob
+from hyperlake.pipelines.funding import FundingFetch, FundingJob, packed_windows
 from hyperlake.pipelines.runner import Counters, Fetch, Report, Work
 from hyperlake.pipelines.settings import SourceSettings
 from hyperlake.pipelines.update.plan import HOURS_PER_WINDOW, Group
@@ -140,8 +140,14 @@ class Extract(abc.ABC):
         return self.key.source
 
     @property
-    def units(self) -> int:
+    def buckets(self) -> int:
+        """Buckets (hours, for funding) the driver planned to fetch."""
         return buckets_in(self.missing, self.key.interval)
+
+    @property
+    def units(self) -> int:
+        """What the fetch reports its progress in (buckets)."""
+        return self.buckets
 
     def describe(self) -> str:
         return f"{self.key.describe()} from {format_instant(self.want.start)}"
@@ -188,6 +194,11 @@ class FundingExtract(Extract):
     @property
     def lane(self) -> str:
         return "funding"
+
+    @property
+    def units(self) -> int:
+        """The funding fetch reports windows done."""
+        return len(packed_windows(self.missing, HOURS_PER_WINDOW))
 
     def fetch(self, ctx: TaskContext, settings: SourceSettings, rate: float | None) -> Fetch:
         job = FundingJob(markets=(self.key.market,), start_ms=self.want.start,

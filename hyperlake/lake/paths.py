@@ -37,6 +37,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from hyperlake.errors import UserError
+from hyperlake.lake.lock import RunGrant
 from hyperlake.lake.ranges import Span
 from hyperlake.schemas.vocabulary import WITHOUT_INTERVAL, Dataset
 
@@ -153,8 +154,20 @@ def existing_lake(cli_value: str | None = None) -> Path:
 
 
 class LakePaths:
-    def __init__(self, root: Path) -> None:
+    """The lake under ``root``, as one writer sees it. ``grant``: this process writes
+    under a run's grant (a task of ``hyperlake backfill`` in a worker process), and
+    every commit checks it first (``check_grant``); None: the process holds the writer
+    lock itself, or only reads."""
+
+    def __init__(self, root: Path, grant: RunGrant | None = None) -> None:
         self.root = root
+        self.grant = grant
+
+    def check_grant(self) -> None:
+        """Before a commit: ``GrantRevoked`` once this writer's run no longer holds the
+        lake (``lake.lock.RunGrant``); nothing to check for the lock's own holder."""
+        if self.grant is not None:
+            self.grant.check()
 
     # -- spelling ----------------------------------------------------------------------
 

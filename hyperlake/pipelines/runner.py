@@ -30,7 +30,7 @@ import orjson
 from hyperlake.lake.atomic import sweep_temporaries, write_bytes_atomic
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.ledger import Gap
-from hyperlake.lake.lock import LakeLock
+from hyperlake.lake.lock import LakeLock, RunGrant
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.quarantine import Quarantined
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
@@ -128,6 +128,11 @@ class ExtractRun:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._lock.release()
+
+    def grant(self) -> RunGrant:
+        """What tasks of this run write under in processes that cannot hold the lock
+        (``lake.lock.RunGrant``)."""
+        return self._lock.grant()
 
     def plan(self, targets: Iterable[tuple[SeriesKey, Span]]) -> list[Work]:
         """What is missing of each target, from the files (after sweeping leftovers and

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from hyperlake import __version__
 from hyperlake.commands import (
+    backfill,
     candles,
     compact,
     demo,
@@ -35,8 +36,8 @@ from hyperlake.commands import (
 )
 from hyperlake.errors import HyperlakeError
 
-COMMANDS = (candles, funding, update, status, init, stream, compact, sql, export, plot,
-            emulator, demo, verify)
+COMMANDS = (candles, funding, update, backfill, status, init, stream, compact, sql, export,
+            plot, emulator, demo, verify)
 #: Exit statuses of a run stopped from outside (128 + the signal, as shells report).
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143

@@ -77,30 +77,40 @@ def _config(args: argparse.Namespace) -> tuple[UpdateConfig, SourceSettings, Loc
     request or file."""
     import dataclasses
 
+    config, settings, lake = resolve_config(args.config, args.lake, args.dwellir_key_name)
+    config = dataclasses.replace(
+        config, ping_url=args.ping_url or os.environ.get(PING_ENV) or config.ping_url,
+        compact=config.compact and not args.no_compact,
+        verify=config.verify and not args.no_verify)
+    return config, settings, lake
+
+
+def resolve_config(path: str | None, lake_flag: str | None, dwellir_key_name: str | None,
+                   ) -> tuple[UpdateConfig, SourceSettings, Location]:
+    """The configuration file (``--config`` or ./hyperlake.toml) with the environment
+    over it, the sources' settings and the lake (``--lake`` over the environment over
+    the file): what ``update`` and ``backfill`` both read. UserError (exit 2) before
+    any request or file."""
     from hyperlake.lake.paths import LAKE_ENV, lake_root
     from hyperlake.pipelines.settings import SourceSettings
     from hyperlake.pipelines.update import dwellir_cli
     from hyperlake.pipelines.update.config import environment, load_config
 
     now_ms = SourceSettings.from_env().now_ms()
-    config = load_config(Path(args.config) if args.config else None, now_ms)
-    config = dataclasses.replace(
-        config, ping_url=args.ping_url or os.environ.get(PING_ENV) or config.ping_url,
-        compact=config.compact and not args.no_compact,
-        verify=config.verify and not args.no_verify)
+    config = load_config(Path(path) if path else None, now_ms)
     env = environment(config, os.environ)
     if "dwellir" in config.used_sources() and not env.get("HYPERLAKE_DWELLIR_KEY"):
-        name = args.dwellir_key_name or config.source("dwellir").key_name
+        name = dwellir_key_name or config.source("dwellir").key_name
         found = dwellir_cli.discover(name)
         if found is not None:
             env["HYPERLAKE_DWELLIR_KEY"] = found.key
             env.setdefault("HYPERLAKE_DWELLIR_URL", found.base_url)
     settings = SourceSettings.from_env(env)
-    lake = lake_root(args.lake or os.environ.get(LAKE_ENV) or config.lake)
+    lake = lake_root(lake_flag or os.environ.get(LAKE_ENV) or config.lake)
     return config, settings, lake
 
 
-def _check_keys(config: UpdateConfig, settings: SourceSettings) -> float | None:
+def check_keys(config: UpdateConfig, settings: SourceSettings) -> float | None:
     """Every key the run needs is there; the Dwellir rate."""
     from hyperlake.errors import UserError
     from hyperlake.pipelines.candles.registry import DWELLIR, REGISTRY
@@ -128,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(render(config, settings, lake))
         return EXIT_OK
-    rate = _check_keys(config, settings)
+    rate = check_keys(config, settings)
     lock = LakePaths(lake).writer_lock()
     try:
         lock.acquire()  # before the heavy imports: a busy lake is told at once

@@ -131,7 +131,7 @@ class ShardWriter:
     def commit(self, span: Span, table: pa.Table, failures: Sequence[Failure],
                provisional: Sequence[Failure] = ()) -> Location:
         """``span``'s rows; ``failures`` could not be had, ``provisional`` are not final
-        (see ``lake.ledger``). A writer under a run's grant checks it first."""
+        (see ``lake.ledger``). A writer under a run grant checks it first."""
         self.series.paths.check_grant()
         ledgers = ((self.series.ledger, failures), (self.series.provisional, provisional))
         for ledger, entries in ledgers:

@@ -19,6 +19,13 @@ On an object store the swap is one PUT of the merged file, conditional on the
 partition being the version this merge read (``If-Match``, or ``If-None-Match: *``
 for a new one): a second writer that replaced it meanwhile makes this merge stop
 with ``Conflict`` and replace nothing, so its rows are never lost under ours.
+
+``compact_group`` is three steps a cluster can also run apart (``hyperlake
+backfill``): ``list_parts`` once, ``merge_days`` on disjoint sets of days at once
+(say, a month each, on different workers), then ``finish_group`` once all are done.
+The bytes are the same either way: each day is merged by the same function from the
+same parts. Under a run grant (``lake.lock.RunGrant``, or a lease's grant on an object
+store) every swap, and the finish, checks the grant first.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hyperlake.lake.checkpoints import Series
-from hyperlake.lake.paths import JOB, LAKE_FILE, PART, LakePaths
+from hyperlake.lake.paths import JOB, LAKE_FILE, PART, LakePaths, SeriesKey
 from hyperlake.lake.quarantine import Quarantined, quarantine
 from hyperlake.lake.ranges import Span
 from hyperlake.lake.row_index import RowIndex
@@ -86,6 +93,18 @@ class CompactionStats:
     #: UTC day numbers each group's compaction read parts of (what changed, for verify).
     days: dict[tuple[Dataset, str, str], list[int]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
+
+    def add(self, other: CompactionStats) -> None:
+        """Add ``other``'s counts (a task's, compacting part of the job) into these."""
+        self.partitions_written += other.partitions_written
+        self.partitions_unchanged += other.partitions_unchanged
+        self.rows_in += other.rows_in
+        self.rows_out += other.rows_out
+        self.parts_consumed += other.parts_consumed
+        self.groups += other.groups
+        for group, days in other.days.items():
+            self.days[group] = sorted({*self.days.get(group, []), *days})
+        self.quarantined += other.quarantined
 
 
 def utc_date(ms: int) -> str:
@@ -250,22 +269,39 @@ class _Unchanged(Exception):
         self.rows = rows
 
 
-def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list: list[Series],
-                  spec: DatasetSpec, precedence: tuple[str, ...],
-                  stats: CompactionStats) -> bool:
-    """Compact every part of the series of one (dataset, market, interval).
-    Returns whether there was anything to compact. A part or partition that cannot
-    be read is quarantined (``lake.quarantine``) and the rest goes on."""
-    listed = {id(series): series.parts() for series in series_list}  # listed once: a
-    # part that appears while this runs (a streamer writes beside compaction) is left
-    # for the next compaction, never deleted unread
+#: The checkpoint parts of a group's series, as listed once: by series, in order.
+Listed = dict[SeriesKey, list[tuple[Span, Location]]]
+
+
+def list_parts(series_list: list[Series]) -> Listed:
+    """Every part of each series, listed once: a part that appears later (a streamer
+    writes beside compaction) is left for the next compaction, never deleted unread."""
+    return {series.key: series.parts() for series in series_list}
+
+
+def part_days(listed: Listed) -> list[int]:
+    """The UTC day numbers the listed parts touch, in order."""
+    return sorted({d for found in listed.values() for span, _ in found for d in days_of(span)})
+
+
+@dataclass
+class DaysMerged:
+    """What ``merge_days`` did: the days merged into partitions (with rows), and the
+    days whose partition could not be read and was quarantined (rows lost)."""
+
+    merged: list[int] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+
+
+def merge_days(paths: LakePaths, group: tuple[Dataset, str, str], listed: Listed,
+               days: list[int], spec: DatasetSpec, precedence: tuple[str, ...],
+               stats: CompactionStats) -> DaysMerged:
+    """Merge the listed parts' rows of ``days`` into their partitions, one UTC date at a
+    time (each swap atomic, checked first under a run grant). Days are independent, so
+    several callers may merge disjoint days of one group at once; the parts stay."""
     parts = [part for found in listed.values() for part in found]
-    if not parts:
-        return False
-    days = sorted({d for span, _ in parts for d in days_of(span)})
-    stats.days[group] = days
-    index = RowIndex(paths.store, paths.row_index(*group))
     reader = _PartReader(paths.store, spec)
+    done = DaysMerged()
     for day in days:
         lo, hi = day * DAY_MS, (day + 1) * DAY_MS
         incoming = []
@@ -280,29 +316,62 @@ def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list
         if not any(t.num_rows for t in incoming):
             continue
         folder = paths.partition(*group, utc_date(lo))
+        paths.check_grant()
         try:
             written, rows = merge_partition(paths.store, folder, incoming, spec, precedence)
         except BrokenFile as broken:
             stats.quarantined.append(quarantine(paths, broken.path, broken.reason))
-            _forget_day(paths, group, Span(lo, hi))
+            forget_days(paths, group, [day])
+            done.lost.append(day)
             written, rows = merge_partition(paths.store, folder, incoming, spec, precedence)
         if written:
             stats.partitions_written += 1
             stats.rows_out += rows
         else:
             stats.partitions_unchanged += 1
-        index.note(utc_date(lo), folder / LAKE_FILE, spec)
+        done.merged.append(day)
+    return done
+
+
+def finish_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list: list[Series],
+                 consumed: Listed, merged_days: list[int], spec: DatasetSpec,
+                 stats: CompactionStats) -> None:
+    """After every day of the ``consumed`` parts is merged: the row index of the days
+    merged, then the parts' coverage markers, and only then the parts' deletion.
+    Idempotent: run again after a kill, it writes the same index and markers and
+    deletes what is left."""
+    paths.check_grant()
+    index = RowIndex(paths.store, paths.row_index(*group))
+    for day in sorted(set(merged_days)):
+        date = utc_date(day * DAY_MS)
+        index.note(date, paths.partition(*group, date) / LAKE_FILE, spec)
     index.save()
     for series in series_list:
-        # what was listed and read (a quarantined part has moved away)
-        moved = {str(q.original) for q in stats.quarantined}
-        consumed = [(span, path) for span, path in listed[id(series)] if str(path) not in moved]
-        if not consumed:
+        # what was listed and read (a quarantined part has moved away): one listing
+        present = {str(path) for _, path in series.parts()}
+        done = [(span, path) for span, path in consumed.get(series.key, [])
+                if str(path) in present]
+        if not done:
             continue
-        series.record_coverage(span for span, _ in consumed)
-        paths.store.delete([path for _, path in consumed])
-        stats.parts_consumed += len(consumed)
-        _remove_empty_jobs(paths.store, series.folder)
+        series.record_coverage(span for span, _ in done)
+        paths.store.delete([path for _, path in done])
+        stats.parts_consumed += len(done)
+        remove_empty_jobs(paths.store, series.folder)
+
+
+def compact_group(paths: LakePaths, group: tuple[Dataset, str, str], series_list: list[Series],
+                  spec: DatasetSpec, precedence: tuple[str, ...],
+                  stats: CompactionStats) -> bool:
+    """Compact every part of the series of one (dataset, market, interval).
+    Returns whether there was anything to compact. A part or partition that cannot
+    be read is quarantined (``lake.quarantine``) and the rest goes on."""
+    listed = list_parts(series_list)
+    days = part_days(listed)
+    if not days:
+        return False
+    stats.days[group] = days
+    merged = merge_days(paths, group, listed, days, spec, precedence, stats)
+    finish_group(paths, group, series_list, listed, merged.merged, spec, stats)
     return True
 
 
@@ -325,8 +394,14 @@ def quarantine_broken_partitions(paths: LakePaths, dataset: Dataset, stats: Comp
                     continue
                 stats.quarantined.append(quarantine(paths, path, problem))
                 if partition.date is not None:
-                    start = (partition.date - dt.date(1970, 1, 1)).days * DAY_MS
-                    _forget_day(paths, (dataset, market, interval), Span(start, start + DAY_MS))
+                    forget_days(paths, (dataset, market, interval),
+                                [(partition.date - dt.date(1970, 1, 1)).days])
+
+
+def forget_days(paths: LakePaths, group: tuple[Dataset, str, str], days: list[int]) -> None:
+    """A partition's rows were lost: no source's coverage claims its day any more."""
+    for day in days:
+        _forget_day(paths, group, Span(day * DAY_MS, (day + 1) * DAY_MS))
 
 
 def _forget_day(paths: LakePaths, group: tuple[Dataset, str, str], day: Span) -> None:
@@ -337,8 +412,11 @@ def _forget_day(paths: LakePaths, group: tuple[Dataset, str, str], day: Span) ->
             Series(paths, key).drop_coverage(day)
 
 
-def _remove_empty_jobs(store: Store, folder: Location) -> None:
-    """Drop job folders whose parts are all consumed (job.json is only informational)."""
+def remove_empty_jobs(store: Store, folder: Location) -> None:
+    """Drop job folders whose parts are all consumed (job.json is only informational).
+    ``run_compact`` also calls it for every series it looks at: a compaction killed
+    between deleting a series' last parts and this leaves a job folder with nothing but
+    its job.json, which no later compaction of that series (no parts) would reach."""
     for job in store.dirs(folder, f"{JOB.prefix}*"):
         if not store.files(job, f"*/{PART.prefix}*{PART.suffix}"):
             store.remove_tree(job)

@@ -45,8 +45,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from hyperlake.errors import HyperlakeError
-from hyperlake.lake.lock import _HELD, LakeBusy, WorkerHold, hold_key
+from hyperlake.lake.lock import _HELD, GrantRevoked, LakeBusy, WorkerHold, hold_key
 from hyperlake.lake.store import IF_ABSENT, Conflict, IfMatch, ObjectPath, StoreError
 
 LEASE_TTL_ENV = "HYPERLAKE_LEASE_TTL"
@@ -56,7 +55,7 @@ DEFAULT_TTL_S = 30.0
 VALID_SHARE = 0.8
 
 
-class LeaseLost(HyperlakeError):
+class LeaseLost(GrantRevoked):
     """This run no longer holds the lake's lease: it stops before committing more (what
     it committed stays; the next run fetches the rest)."""
 

@@ -21,7 +21,9 @@ only part).
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +98,24 @@ class SpanLedger:
                     {**gap.info, "start": rest.start, "end": rest.end}))
             stale.append(gap.path)
         self.store.delete(stale)
+
+    def split_at(self, cuts: Iterable[int]) -> None:
+        """Cut every entry that spans one of ``cuts`` in two, each piece with the entry's
+        information, so that writers of the spans either side of a cut (``hyperlake
+        backfill``'s tasks, one per month, running at once) each clear entries of their
+        own and never rewrite one file together. The pieces are written before the
+        entry is removed: a crash leaves overlapping entries, which mean the same."""
+        points = sorted(set(cuts))
+        for gap in self.entries():
+            inside = [c for c in points if gap.span.start < c < gap.span.end]
+            if not inside:
+                continue
+            edges = [gap.span.start, *inside, gap.span.end]
+            for start, end in itertools.pairwise(edges):
+                self.store.put(self.folder / self.names.spell(Span(start, end)),
+                               orjson.dumps({**gap.info, "start": start, "end": end},
+                                            option=orjson.OPT_INDENT_2))
+            self.store.delete([gap.path])
 
     def _read_json(self, path: Location) -> dict[str, Any]:
         """An entry's information; {} when missing or unreadable (its name is the

@@ -6,13 +6,28 @@ leaves a stale lock behind. A run's worker processes inherit that descriptor
 (``fileno``): the lake stays locked while any process of the run could still write,
 so a worker orphaned by its parent's death can never commit beside the next run.
 
+Tasks of a run that execute in processes the run did not start (``hyperlake
+backfill`` on a Dask cluster, possibly on other hosts) cannot share the descriptor.
+They write under a **run grant** instead: each hold of the lock gets a fresh holder
+id, written where the lock lives (here, the lock file's content: ``pid …: command``
+on the first line, ``holder <id>`` on the second), and a task checks before each
+commit that the lake's current holder is still its run (``RunGrant.check``). When the
+driver dies, the kernel drops its flock but the file still names it, so its orphaned
+tasks may go on committing whole, span-named files until the next run takes the
+lock and writes its own id; from then on every orphan stops at its next commit with
+``GrantRevoked``. A release clears the id, so a task that outlives a finished run
+stops too. A commit already past its check when the holder changes can still land:
+it is a whole file named for what it covers, which the next run counts as done (or
+compaction merges as a duplicate) — never a half-written one.
+
 An object store has no flock: there the writer lock is a lease object with an expiry
 (``lake.lease``). Both give the same small API (``WriterLock``): acquire/release (a
 context manager, re-entrant within a process), ``check`` before committing (a lease
 may have been lost; a flock cannot be), ``holder`` (this hold's id), ``grant()`` (a
-picklable ``Grant`` another process checks before each of its commits: "is the lake
-still held by <holder>?") and ``for_workers()`` (what a worker process of this run
-inherits: the flock's descriptor here, a lease's grant there).
+picklable ``Grant`` another process checks before each of its commits, "is the lake
+still held by <holder>?": ``RunGrant`` here, ``lake.lease.LeaseGrant`` there) and
+``for_workers()`` (what a worker process of this run inherits: the flock's descriptor
+here, a lease's grant there).
 """
 
 from __future__ import annotations
@@ -21,6 +36,8 @@ import contextlib
 import fcntl
 import os
 import sys
+import uuid
+from dataclasses import dataclass
 from multiprocessing import reduction
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +50,53 @@ class LakeBusy(HyperlakeError):
     """Another hyperlake process is writing this lake; nothing was touched."""
 
     exit_code = 3
+
+
+class GrantRevoked(HyperlakeError):
+    """A task's run no longer holds the lake (its driver died and another run took the
+    lock, or the run ended): the task must stop before committing anything more."""
+
+    exit_code = 3
+
+
+#: How the lock file names its holder (the line after ``pid …: command``).
+HOLDER_PREFIX = "holder "
+
+
+@dataclass(frozen=True)
+class RunGrant:
+    """The authority to write a lake on behalf of the run that holds its writer lock,
+    for a task in a process that cannot hold the lock itself. Small and picklable: it
+    travels with each task to its worker."""
+
+    lock_file: Path
+    holder: str  # the run's holder id (``LakeLock.holder``)
+
+    def check(self) -> None:
+        """Return if the lake's current holder is still this run; else ``GrantRevoked``
+        (one line: which run, who holds the lake now). Call it before each commit."""
+        current = holder_id(self.lock_file)
+        if current == self.holder:
+            return
+        now = "no run holds it now" if current is None else \
+            f"it is now held by another run ({_holder_line(self.lock_file)})"
+        raise GrantRevoked(
+            f"run {self.holder[:12]} no longer holds the lake {self.lock_file.parent.parent}: "
+            f"{now}; this task stops before committing (what it committed stays, and the "
+            "next run fetches the rest)")
+
+
+def holder_id(lock_file: Path) -> str | None:
+    """The id of the lake's current (or last unreleased) holder; None when the lock was
+    released, or never taken."""
+    try:
+        text = lock_file.read_bytes()[:512].decode(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(HOLDER_PREFIX):
+            return line[len(HOLDER_PREFIX):].strip() or None
+    return None
 
 
 class Grant(Protocol):
@@ -122,6 +186,19 @@ class LakeLock:
             raise RuntimeError(f"{self.lock_file} is not locked by this process")
         return self._fd
 
+    @property
+    def holder(self) -> str:
+        """This hold's id (fresh for every acquisition), as the lock file names it."""
+        if self._shared is not None:
+            return self._shared.holder
+        if self._holder is None:
+            raise RuntimeError(f"{self.lock_file} is not locked by this process")
+        return self._holder
+
+    def grant(self) -> RunGrant:
+        """The grant this run's tasks write under (``RunGrant``)."""
+        return RunGrant(self.lock_file, self.holder)
+
     def acquire(self) -> None:
         current = LakeLock.held(self.lock_file)
         if current is not None and current is not self:
@@ -143,10 +220,12 @@ class LakeLock:
                 f"another hyperlake run holds the lake {self.lock_file.parent.parent}"
                 f" ({holder}); wait for it to finish or stop it, then run again"
             ) from None
+        holder = uuid.uuid4().hex
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv[:3])}\n".encode())
+        os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv[:3])}\n"
+                     f"{HOLDER_PREFIX}{holder}\n".encode())
         self._fd = fd
-        self._holder = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self._holder = holder
         _HELD[hold_key(self.lock_file)] = self
 
     def release(self) -> None:
@@ -156,27 +235,14 @@ class LakeLock:
         _HELD.pop(hold_key(self.lock_file), None)
         if self._fd is not None:
             with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)  # no holder: grants of this run end here
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-
-    @property
-    def holder(self) -> str:
-        """This hold's id (fresh for every acquisition)."""
-        if self._shared is not None:
-            return self._shared.holder
-        if self._holder is None:
-            raise RuntimeError(f"{self.lock_file} is not locked by this process")
-        return self._holder
+            self._holder = None
 
     def check(self) -> None:
         """A flock cannot be lost while its descriptor is open: nothing to check."""
-
-    def grant(self) -> Grant:
-        """The flock's grant: this process's hold, checked by asking whether it is the
-        one that still holds the lock (``hyperlake backfill`` extends this to other
-        processes through the lock file's content)."""
-        return _LocalGrant(self.holder)
 
     def for_workers(self) -> WorkerHold:
         """The locked descriptor, for a spawned worker to inherit (``InheritedFd``)."""
@@ -189,20 +255,6 @@ class LakeLock:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
-
-
-class _LocalGrant:
-    def __init__(self, holder: str) -> None:
-        self._holder = holder
-
-    @property
-    def holder(self) -> str:
-        return self._holder
-
-    def check(self) -> None:
-        if not any(lock.holder == self._holder for lock in _HELD.values()
-                   if isinstance(lock, LakeLock)):
-            raise LakeBusy(f"this run ({self._holder}) no longer holds the lake's lock")
 
 
 class InheritedFd:
@@ -232,8 +284,17 @@ class _AdoptedFd:
 
 
 def _read_holder(fd: int) -> str:
+    """The first line of the lock file (who holds it: pid and command)."""
     with contextlib.suppress(OSError):
         text = os.pread(fd, 200, 0).decode(errors="replace").strip()
         if text:
-            return text
+            return text.splitlines()[0]
     return "holder unknown"
+
+
+def _holder_line(lock_file: Path) -> str:
+    try:
+        text = lock_file.read_bytes()[:200].decode(errors="replace").strip()
+    except OSError:
+        return "holder unknown"
+    return text.splitlines()[0] if text else "holder unknown"

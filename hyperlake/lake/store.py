@@ -89,6 +89,12 @@ def parse_location(text: str) -> Location:
     return Path(text).expanduser()
 
 
+def absolute(location: Location) -> Location:
+    """An absolute location (what another process, on another host, can use too):
+    a path made absolute (symlinks kept), a URL as it is."""
+    return location.absolute() if isinstance(location, Path) else location
+
+
 def relative(location: Location, root: Location) -> str:
     """``location`` below ``root`` as ``a/b/c`` (the whole location if not below it)."""
     if isinstance(location, ObjectPath) and isinstance(root, ObjectPath):

@@ -12,6 +12,7 @@ from hyperlake.lake.compaction import (
     CompactionStats,
     compact_group,
     quarantine_broken_partitions,
+    remove_empty_jobs,
 )
 from hyperlake.lake.paths import LakePaths
 from hyperlake.lake.store import Location
@@ -71,6 +72,7 @@ def run_compact(job: CompactJob) -> tuple[CompactionStats, float]:
             groups: dict[tuple[str, str], list[Series]] = defaultdict(list)
             for series in _series_of(paths, job, dataset):
                 paths.store.sweep(series.folder)
+                remove_empty_jobs(paths.store, series.folder)
                 groups[(series.key.market, series.key.interval)].append(series)
             for (market, interval), series_list in sorted(groups.items()):
                 group = (dataset, market, interval)

@@ -28,6 +28,7 @@ import orjson
 
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.ledger import Gap
+from hyperlake.lake.lock import Grant
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.quarantine import Quarantined
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
@@ -126,6 +127,11 @@ class ExtractRun:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._lock.release()
+
+    def grant(self) -> Grant:
+        """What tasks of this run write under in processes that cannot hold the lock
+        (``lake.lock.RunGrant``)."""
+        return self._lock.grant()
 
     def plan(self, targets: Iterable[tuple[SeriesKey, Span]]) -> list[Work]:
         """What is missing of each target, from the files (after sweeping leftovers and

@@ -30,7 +30,7 @@ import os
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from hyperlake.errors import UserError
@@ -59,9 +59,11 @@ _STARTED_WALL = time.time()
 class SourceSettings:
     hyperliquid_url: str = "https://api.hyperliquid.xyz"
     hydromancer_url: str = "https://api.hydromancer.xyz"
-    hydromancer_key: str | None = None
+    # repr=False: settings travel to cluster workers, whose logs show a failed task's
+    # arguments; a key must never be among them
+    hydromancer_key: str | None = field(default=None, repr=False)
     dwellir_url: str = "https://api-hyperliquid-index.n.dwellir.com"
-    dwellir_key: str | None = None
+    dwellir_key: str | None = field(default=None, repr=False)
     ca_bundle: str | None = None
     hyperliquid_weight: float = float(HYPERLIQUID_WEIGHT_PER_MINUTE)
     hydromancer_weight: float = float(HYDROMANCER_WEIGHT_PER_MINUTE)
@@ -73,6 +75,9 @@ class SourceSettings:
     backoff_base: float = 0.25
     max_attempts: int = 6
     settle_s: float = 300.0
+    #: Appended to the weight budgets' names: a share of a budget paced on its own
+    #: (a cluster task's lease of ``pipelines.backfill.budgets``); "" is the machine's.
+    budget_scope: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SourceSettings:
@@ -108,11 +113,13 @@ class SourceSettings:
     def hyperliquid_budget(self) -> SharedWeightBudget:
         """Hyperliquid's weight per IP, shared by every hyperlake process on the machine."""
         host = urlsplit(self.hyperliquid_url).netloc
-        return SharedWeightBudget(f"hyperliquid@{host}", self.hyperliquid_weight)
+        return SharedWeightBudget(f"hyperliquid@{host}{self.budget_scope}",
+                                  self.hyperliquid_weight)
 
     def hydromancer_budget(self) -> SharedWeightBudget:
         host = urlsplit(self.hydromancer_url).netloc
-        return SharedWeightBudget(f"hydromancer@{host}", self.hydromancer_weight)
+        return SharedWeightBudget(f"hydromancer@{host}{self.budget_scope}",
+                                  self.hydromancer_weight)
 
     def hyperliquid_info(self) -> InfoEndpoint:
         """Hyperliquid's /info: no key, paid from the weight budget of this IP."""

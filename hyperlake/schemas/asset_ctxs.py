@@ -11,12 +11,11 @@ oracle price, premium, impact prices).
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-from hyperlake.schemas.records import TS, InvalidRecord, rows_table
+from hyperlake.schemas.records import TS, InvalidRecord, decimal_string, rows_table
 
 ASSET_CTX_SCHEMA = pa.schema([
     pa.field("market", pa.string(), nullable=False),
@@ -63,17 +62,7 @@ class AssetCtxRow(NamedTuple):
 
 def _number(record: dict[str, Any], field: str) -> float | None:
     value = record.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidRecord(f"{field} is not a decimal string: {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise InvalidRecord(f"{field} is not a number: {value!r}") from None
-    if math.isinf(number):
-        raise InvalidRecord(f"{field} is infinite: {value!r}")
-    return number
+    return None if value is None else decimal_string(value, field)
 
 
 def _impact(record: dict[str, Any]) -> tuple[float | None, float | None]:

@@ -7,13 +7,12 @@ attach the wrong hour. Rates are float64; the API has sent the string "NaN".
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import pyarrow as pa
 
 from hyperlake.schemas.intervals import HOUR_MS
-from hyperlake.schemas.records import TS, InvalidRecord, rows_table
+from hyperlake.schemas.records import TS, InvalidRecord, decimal_string, rows_table
 
 #: A rate per hour times this is its APR (no compounding, as the exchange shows it).
 HOURS_PER_YEAR = 24 * 365
@@ -38,25 +37,13 @@ class FundingRow(NamedTuple):
     fetched_at: int
 
 
-def _rate(value: Any, name: str) -> float:
-    if not isinstance(value, str):
-        raise InvalidRecord(f"{name} is not a decimal string: {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise InvalidRecord(f"{name} is not a number: {value!r}") from None
-    if math.isinf(number):
-        raise InvalidRecord(f"{name} is infinite: {value!r}")
-    return number  # NaN is kept: the exchange sent it
-
-
 def parse_funding(record: Any, market: str, fetched_at: int) -> FundingRow:
     if not isinstance(record, dict):
         raise InvalidRecord("funding row is not an object")
     try:
         coin, time_ms = record["coin"], record["time"]
-        rate = _rate(record["fundingRate"], "fundingRate")
-        premium = _rate(record["premium"], "premium")
+        rate = decimal_string(record["fundingRate"], "fundingRate")
+        premium = decimal_string(record["premium"], "premium")
     except KeyError as exc:
         raise InvalidRecord(f"funding row lacks field {exc.args[0]!r}") from None
     if coin != market:

@@ -3,6 +3,7 @@ record raises, and the one way validated rows become an Arrow table."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,20 @@ TS = pa.timestamp("ms", tz="UTC")
 
 class InvalidRecord(ValueError):
     """A record the source sent does not have the documented shape."""
+
+
+def decimal_string(value: Any, name: str) -> float:
+    """The exchange's decimal string ``value`` (e.g. ``"0.0000125"``) as a float. NaN is
+    kept (the exchange sent it); anything else that is not a finite number is refused."""
+    if not isinstance(value, str):
+        raise InvalidRecord(f"{name} is not a decimal string: {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidRecord(f"{name} is not a number: {value!r}") from None
+    if math.isinf(number):
+        raise InvalidRecord(f"{name} is infinite: {value!r}")
+    return number
 
 
 def rows_table(schema: pa.Schema, fields: Sequence[str], rows: Sequence[tuple[Any, ...]],

@@ -44,10 +44,10 @@ from hyperlake.lake.paths import LakePaths
 from hyperlake.lake.store import Location
 from hyperlake.schemas.vocabulary import VERIFIED, Dataset
 from hyperlake.verify.discover import discover, select
-from hyperlake.verify.report import LakeReport, SeriesId
+from hyperlake.verify.report import LakeReport, SeriesId, SeriesReport
 from hyperlake.verify.scan import SeriesCheck
 
-__all__ = ["LakeReport", "SeriesId", "verify_changed", "verify_lake"]
+__all__ = ["LakeReport", "SeriesId", "verify_changed", "verify_lake", "verify_series"]
 
 
 def verify_lake(root: Location, datasets: Iterable[Dataset] = VERIFIED,
@@ -61,6 +61,16 @@ def verify_lake(root: Location, datasets: Iterable[Dataset] = VERIFIED,
     chosen = select(found, market, interval, root)
     return LakeReport(root, [SeriesCheck(paths, sid, sorted(found[sid])).run()
                              for sid in chosen])
+
+
+def verify_series(root: Location, sid: SeriesId,
+                  days: Collection[int] | None = None) -> SeriesReport:
+    """Verify one series: its state files, and the rows of ``days`` (UTC day numbers;
+    None: every day). One task of a cluster's whole-lake verify."""
+    paths = LakePaths(root)
+    sources = sorted({key.source for key in paths.state_keys(sid.dataset)
+                      if (key.market, key.interval) == (sid.market, sid.interval)})
+    return SeriesCheck(paths, sid, sources, days).run()
 
 
 def verify_changed(root: Location, changed: Mapping[SeriesId, Collection[int]]) -> LakeReport:

@@ -12,7 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = {"polars", "duckdb", "pyarrow", "numpy", "granian", "httpx", "matplotlib"}
+HEAVY = {"polars", "duckdb", "pyarrow", "numpy", "granian", "httpx", "matplotlib", "dask",
+         "distributed"}
 ROOT = Path(__file__).resolve().parents[2]
 
 

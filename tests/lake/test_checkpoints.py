@@ -169,3 +169,27 @@ def test_temporaries_and_strangers_are_not_parts(series: Series) -> None:
 
     assert [span for span, _ in series.parts()] == [Span(0, 10 * S)]
     assert series.missing(Span(0, 30 * S)) == spans((10, 30))
+
+
+def test_a_writer_under_a_revoked_grant_commits_nothing(tmp_path: Path) -> None:
+    from hyperlake.lake.lock import GrantRevoked
+
+    paths = LakePaths(tmp_path)
+    with paths.writer_lock() as lock:
+        granted = Series(LakePaths(tmp_path, lock.grant()),
+                         SeriesKey("candles", "dwellir", "BTC", "1s"))
+        writer(granted).commit(Span(0, 2 * S), table(0, 1), [])
+    with paths.writer_lock(), pytest.raises(GrantRevoked):  # the next run
+        writer(granted).commit(Span(2 * S, 4 * S), table(2, 3), [failure(3, 4)])
+    assert granted.covered() == spans((0, 2))
+    assert not gap_spans(granted), "a revoked writer wrote its ledger entry"
+
+
+def test_ledger_entries_are_split_at_cuts_keeping_their_information(series: Series) -> None:
+    writer(series).commit(Span(0, 10 * S), table(), [failure(2, 8, "timeout")])
+    series.ledger.split_at([5 * S, 7 * S, 9 * S, 2 * S])
+    entries = series.ledger.entries()
+    assert [(g.span.start // S, g.span.end // S) for g in entries] == [(2, 5), (5, 7), (7, 8)]
+    assert {g.info["reason"] for g in entries} == {"timeout"}
+    writer(series, job=Span(5 * S, 10 * S)).commit(Span(5 * S, 7 * S), table(5), [])
+    assert gap_spans(series) == spans((2, 5), (7, 8))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hyperlake.lake.lock import LakeBusy, LakeLock
+from hyperlake.lake.lock import GrantRevoked, LakeBusy, LakeLock, RunGrant, holder_id
 from tests.lake.lock_support import held_elsewhere
 
 
@@ -61,3 +61,40 @@ def test_release_lets_the_next_writer_in(lock_file: Path) -> None:
     second.acquire()
     second.release()
     second.release()  # idempotent
+
+
+def test_each_hold_names_a_fresh_holder_that_its_grant_checks(lock_file: Path) -> None:
+    with LakeLock(lock_file) as first:
+        grant = first.grant()
+        grant.check()  # the holder is this run
+        assert grant.holder in lock_file.read_text()
+        assert lock_file.read_text().startswith(f"pid {os.getpid()}:")
+    with pytest.raises(GrantRevoked, match="no run holds it now"):
+        grant.check()  # released: the run's tasks stop
+    with LakeLock(lock_file) as second:
+        assert second.holder != grant.holder
+        with pytest.raises(GrantRevoked) as revoked:
+            grant.check()
+        second.grant().check()
+    assert revoked.value.exit_code == 3
+    assert "held by another run" in str(revoked.value)
+    assert len(str(revoked.value).splitlines()) == 1
+
+
+def test_a_grant_outlives_a_killed_holder_until_the_next_run_takes_the_lake(
+        lock_file: Path) -> None:
+    with held_elsewhere(lock_file) as process:
+        grant = RunGrant(lock_file, holder_id(lock_file) or "")
+        grant.check()
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        grant.check()  # the file still names the dead run: its tasks may still commit
+        with LakeLock(lock_file), pytest.raises(GrantRevoked):
+            grant.check()
+
+
+def test_a_busy_lake_is_named_in_one_line(lock_file: Path,
+                                          holder: subprocess.Popen[str]) -> None:
+    with pytest.raises(LakeBusy) as busy:
+        LakeLock(lock_file).acquire()
+    assert len(str(busy.value).splitlines()) == 1

@@ -278,16 +278,20 @@ def start_compacting(lake: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return process
 
 
-def kill_compaction(tally: Tally, lake: Path, reference: Path, env: dict[str, str],
-                    work_seconds: float, kills: int, rng: random.Random) -> None:
+def kill_compaction(tally: Tally, lake: Path, reference: Path, pristine: Path,
+                    env: dict[str, str], work_seconds: float, kills: int,
+                    rng: random.Random) -> None:
     """Kill ``hyperlake compact`` at random instants of its work (drawn over the share of
     parts still to compact), resume, and compare with the uninterrupted compaction of
-    the same checkpoints, byte for byte."""
+    the same checkpoints, byte for byte. A kill that missed (the run ended first) puts
+    the lake back as it was before compaction (``pristine``) for the next try."""
     total = len(list((lake / "_checkpoints").rglob("part-*.parquet")))
     for _ in attempts(tally, kills):
         left = len(list((lake / "_checkpoints").rglob("part-*.parquet")))
-        if not left:
-            break  # a run the kill missed compacted everything
+        if not left:  # the kill before missed: the run compacted everything; start over
+            shutil.rmtree(lake)
+            shutil.copytree(pristine, lake)
+            left = total
         process = start_compacting(lake, env)
         time.sleep(rng.uniform(0.0, 1.0) * work_seconds * left / total)
         landed = process.poll() is None
@@ -342,13 +346,16 @@ def stages_round(start: StartEmulator, folder: Path, rng: random.Random,
             kill_stage(tallies[f"kill -9: {stage.name}"], killed, stage, env,
                        *durations[stage.name], kills, rng)
 
+    pristine = folder / "before-compaction"
     shutil.copytree(killed, reference)
+    shutil.copytree(killed, pristine)
     compaction = tallies["kill -9: compaction"] = Tally(runs=1)
     done, _ = timed_run(compact_argv(reference), env)
     compaction.scan(done.stdout, done.stderr)
     if compaction.expect(done.returncode == EXIT_OK, f"compact exited {done.returncode}"):
         work = float(last_json(done.stdout).get("seconds", 0.5))
-        kill_compaction(compaction, killed, reference, env, work, compaction_kills, rng)
+        kill_compaction(compaction, killed, reference, pristine, env, work, compaction_kills,
+                        rng)
 
     done = run(compact_argv(clean), env)
     across.scan(done.stdout, done.stderr)

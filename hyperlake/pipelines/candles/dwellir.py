@@ -81,6 +81,7 @@ class ShardSpec:
     parent_pid: int = 0
     now_ms: int | None = None  # our clock, when pinned (else the wall clock)
     settle_ms: int = 300_000  # see ``pipelines.head``
+    grant: Grant | None = None  # a cluster task's: checked before each commit
 
 
 @dataclass
@@ -144,7 +145,7 @@ class ShardRun:
         self.retries: list[tuple[float, int, int, int]] = []  # (due, seq, segment, offset)
         self.attempts: dict[tuple[int, int], int] = {}
         self._seq = 0
-        paths = LakePaths(parse_location(spec.lake_root), grant)
+        paths = LakePaths(parse_location(spec.lake_root), grant or spec.grant)
         series = Series(paths, SeriesKey("candles", SOURCE, spec.market, spec.interval))
         self.writer = ShardWriter(series, parse_location(spec.job_folder) /
                                   f"shard-{spec.index:03d}")
@@ -172,6 +173,7 @@ class ShardRun:
         cpu_start = time.process_time()
         try:
             self.cookies = self._pick_backends(pool)
+            tokens.charge(self.counters.requests)  # the warm-up's requests count too
             while not self._all_committed():
                 self._submit(pool, tokens)
                 wait = 0.05 if pool.active else min(0.05, max(0.001, self._idle_wait(tokens)))
@@ -582,13 +584,15 @@ class DwellirFetch:
                       settle_ms=int(self.settings.settle_s * 1000))
             for i, segments in enumerate(shards)
         ]
+        grant = item.series.paths.grant
+        if job.in_process and job.workers == 1 and len(specs) == 1 and (
+                grant is not None or item.buckets() <= INLINE_MAX_BUCKETS):
+            # a cluster task (``grant``) is the worker itself, whatever its size
+            inline = dataclasses.replace(specs[0], parent_pid=0, grant=grant)
+            return run_inline(inline, report)
         lock = held_lock(LakePaths(job.lake).lock_file)
         if lock is None:
             raise RuntimeError("a Dwellir fetch runs under its run's lake lock (pipelines.runner)")
-        if job.in_process and job.workers == 1 and item.buckets() <= INLINE_MAX_BUCKETS \
-                and len(specs) == 1:
-            inline = dataclasses.replace(specs[0], parent_pid=0)
-            return run_inline(inline, report)
         results = run_shards(specs, report, lock)
         total = Counters()
         errors = []

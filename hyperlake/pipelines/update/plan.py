@@ -156,11 +156,14 @@ def _group(key: SeriesKey) -> Group:
 class Planner:
     """Targets → work, under the run's lock (``ExtractRun``)."""
 
-    def __init__(self, run: ExtractRun, config: UpdateConfig, now_ms: int) -> None:
+    def __init__(self, run: ExtractRun, config: UpdateConfig, now_ms: int,
+                 end_ms: int | None = None) -> None:
         self.run = run
         self.paths: LakePaths = run.paths
         self.config = config
         self.now_ms = now_ms
+        #: Targets end here at the latest (``backfill --end``); None: at "now".
+        self.until_ms = now_ms if end_ms is None else min(now_ms, end_ms)
         self._sources: dict[tuple[Dataset, str], list[SeriesKey]] = {}
 
     def plan(self, markets: Sequence[str], funded: Iterable[str]) -> UpdatePlan:
@@ -168,7 +171,7 @@ class Planner:
         for candle in self.config.candles:
             for interval in candle.intervals:
                 start = candle.start.resolve(self.now_ms, interval)
-                end = bucket_start(self.now_ms, interval)
+                end = bucket_start(self.until_ms, interval)
                 if start >= end:
                     continue
                 for market in markets:
@@ -176,7 +179,7 @@ class Planner:
                     self._candle(plan, key, Span(start, end))
         if self.config.funding:
             start = self.config.funding_start.resolve(self.now_ms, FUNDING_INTERVAL)
-            end = self.now_ms // HOUR_MS * HOUR_MS
+            end = self.until_ms // HOUR_MS * HOUR_MS
             if start < end:
                 for market in funded:
                     key = SeriesKey("funding", "hyperliquid", market, FUNDING_INTERVAL)

@@ -132,9 +132,10 @@ class UpdateRun:
         return InfoClient(self.settings.hyperliquid_info(), http, self.settings.backoff(),
                           stats=stats)
 
-    def prepare(self) -> UpdatePlan:
+    def prepare(self, end_ms: int | None = None) -> UpdatePlan:
         """The markets (the universe, and the contexts when ranking by volume) and what
-        each series misses, from the files. No other request."""
+        each series misses, from the files, up to ``end_ms`` (None: now). No other
+        request."""
         universe = cached_universe(self.settings.hyperliquid_url, cache_folder())
         volume = None
         if universe is None or self.config.markets.select == "top":
@@ -151,9 +152,14 @@ class UpdateRun:
         chosen = markets.select(universe, self.config.markets, volume)
         self.universe = universe
         self.chosen = chosen
-        funded = [m.name for m in chosen if m.has_funding]
-        planner = Planner(self.extract, self.config, self.settings.now_ms())
-        return planner.plan([m.name for m in chosen], funded)
+        return self.replan(end_ms)
+
+    def replan(self, end_ms: int | None = None) -> UpdatePlan:
+        """What each chosen market's series miss, from the files again (after
+        ``prepare``; no request)."""
+        funded = [m.name for m in self.chosen if m.has_funding]
+        planner = Planner(self.extract, self.config, self.settings.now_ms(), end_ms)
+        return planner.plan([m.name for m in self.chosen], funded)
 
     def _fetch_snapshot(self, http: httpx.Client, stats: InfoStats,
                         chosen: list[Market]) -> contexts.Snapshot:
@@ -175,7 +181,7 @@ class UpdateRun:
             outcome.counters.merge(result.counters)
             if result.error:
                 outcome.errors.append(result.error)
-        self._ledger_beyond(plan)
+        self.ledger_beyond(plan)
         outcome.quarantined = [q.line(self.lake) for q in self.extract.quarantined]
         if self.config.compact:
             self._compact(groups, outcome)
@@ -260,7 +266,7 @@ class UpdateRun:
                                        done)
         result.counters.merge(outcome.counters)
 
-    def _ledger_beyond(self, plan: UpdatePlan) -> None:
+    def ledger_beyond(self, plan: UpdatePlan) -> None:
         """What no source can serve goes to the asking series' gap ledger; what a deeper
         source took is no longer that series' gap."""
         for beyond in plan.beyond:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from hyperlake.emulator.config import EmulatorConfig
 from hyperlake.emulator.server import Emulator, frozen_config
 from hyperlake.lake.store import Location
+
+if TYPE_CHECKING:
+    from tests.s3_support import S3Server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: The instant tests freeze the emulator's clock at: 2026-03-31T00:00:00Z.
@@ -70,3 +73,32 @@ def on_disk(location: Location) -> Path:
     """A lake location of a local lake (the test writes or inspects it as a file)."""
     assert isinstance(location, Path), f"{location} is not on this machine's disk"
     return location
+
+
+# -- the lake on local disk and on object storage ----------------------------------------
+
+#: The kinds of lake root a test parametrized over ``lake_root`` runs on.
+LAKE_KINDS = ("local", "s3")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 API on loopback, one a session (started only when a test asks): the
+    environment points the lake's store (and every subprocess) at it."""
+    pytest.importorskip("obstore")
+    pytest.importorskip("moto")
+    from tests.s3_support import start_s3
+
+    server = start_s3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=LAKE_KINDS)
+def lake_root(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    """A fresh lake root: a folder (``local``), or a prefix of its own in a bucket of the
+    loopback S3 server (``s3``). The same test body runs on both."""
+    if request.param == "local":
+        return tmp_path / "lake"
+    server: S3Server = request.getfixturevalue("s3_server")
+    return server.lake(request.node.name[:40].replace("[", "-").replace("]", ""))

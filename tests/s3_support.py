@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote
 from hyperlake.lake.store import ObjectPath
 
 BUCKET = "lake"
+ENDPOINT_ENV = "HYPERLAKE_S3_ENDPOINT"
 ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -56,6 +57,11 @@ class S3Server:
     def lake(self, name: str = "") -> ObjectPath:
         """A fresh lake root in the bucket (a prefix of its own)."""
         return ObjectPath(BUCKET, f"{name or 'lake'}-{uuid.uuid4().hex[:12]}")
+
+    def stop(self) -> None:
+        self.server.stop()
+        for name in (*ENV, ENDPOINT_ENV):
+            os.environ.pop(name, None)
 
     @contextlib.contextmanager
     def counting(self) -> Iterator[list[Request]]:
@@ -97,6 +103,6 @@ def start_s3() -> S3Server:
     wsgi = moto._server
     assert wsgi is not None
     wsgi.app = _counted(wsgi.app, server)
-    os.environ["HYPERLAKE_S3_ENDPOINT"] = server.endpoint
+    os.environ[ENDPOINT_ENV] = server.endpoint
     server.client().create_bucket(Bucket=BUCKET)
     return server

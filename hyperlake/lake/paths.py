@@ -141,7 +141,12 @@ def open_store(location: Location) -> Store:
 
 
 def _object_store(location: ObjectPath) -> Store:
-    raise UserError(f"--lake {location}: object storage is not supported yet")
+    try:
+        from hyperlake.lake.s3 import store_for
+    except ImportError as exc:
+        raise UserError(f"--lake {location}: a lake on object storage needs the s3 extra "
+                        f"(pip install 'hyperlake[s3]'; {exc.name or exc} is missing)") from None
+    return store_for(location.bucket)
 
 
 def lake_root(cli_value: str | None = None) -> Location:

@@ -345,8 +345,9 @@ class ObjectStore:
     # -- the lease's needs (``lake.lease.LeaseStore``) -----------------------------------
 
     def put_object(self, location: ObjectPath, data: Any, only: IfMatch | None) -> str | None:
+        body = data if isinstance(data, bytes) else bytes(data)  # obstore takes bytes
         with _Requests(location):
-            done = obstore.put(self.client, location.key, data, mode=_mode(only),
+            done = obstore.put(self.client, location.key, body, mode=_mode(only),
                                use_multipart=False)
         return done["e_tag"]
 

@@ -28,6 +28,7 @@ from hyperlake.lake.checkpoints import Series, ShardWriter
 from hyperlake.lake.compaction import CompactionStats, deduplicate
 from hyperlake.lake.paths import LAKE_FILE, LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
+from hyperlake.lake.store import Location, relative
 from hyperlake.pipelines.compact import CompactJob, discover_series, run_compact
 from hyperlake.schemas.candles import CandleRow, candle_table
 from hyperlake.schemas.datasets import CANDLES
@@ -57,20 +58,20 @@ def minutes(start: int, end: int, price: float = 100.0, *, fetched: int = FETCH,
             for t in range(start, end, MINUTE_MS)]
 
 
-def commit(lake: Path, source: str, span: Span, rows: Sequence[CandleRow], *,
+def commit(lake: Location, source: str, span: Span, rows: Sequence[CandleRow], *,
            market: str = "BTC", interval: str = "1m", job: Span | None = None,
-           shard: str = "shard-000") -> Path:
+           shard: str = "shard-000") -> Location:
     """One checkpoint part, as an extractor's shard commits it."""
     series = Series(LakePaths(lake), SeriesKey("candles", source, market, interval))
     writer = ShardWriter(series, series.job_folder(job or span) / shard)
-    return on_disk(writer.commit(span, candle_table(market, interval, source, list(rows)), []))
+    return writer.commit(span, candle_table(market, interval, source, list(rows)), [])
 
 
-def commit_funding(lake: Path, span: Span, rows: Sequence[FundingRow], *,
-                   market: str = "BTC") -> Path:
+def commit_funding(lake: Location, span: Span, rows: Sequence[FundingRow], *,
+                   market: str = "BTC") -> Location:
     series = Series(LakePaths(lake), SeriesKey("funding", "hyperliquid", market, "1h"))
     writer = ShardWriter(series, series.job_folder(span) / "coin")
-    return on_disk(writer.commit(span, funding_table(market, "hyperliquid", list(rows)), []))
+    return writer.commit(span, funding_table(market, "hyperliquid", list(rows)), [])
 
 
 def funding_rows(start: int, end: int, rate: float, fetched: int) -> list[FundingRow]:
@@ -78,7 +79,7 @@ def funding_rows(start: int, end: int, rate: float, fetched: int) -> list[Fundin
             for h in range(start, end, HOUR_MS)]
 
 
-def compact(lake: Path, precedence: tuple[str, ...] = ()) -> CompactionStats:
+def compact(lake: Location, precedence: tuple[str, ...] = ()) -> CompactionStats:
     stats, _ = run_compact(CompactJob(lake=lake, precedence=precedence))
     return stats
 
@@ -114,34 +115,50 @@ def as_sourced(table: pa.Table) -> list[Sourced]:
             for i in range(table.num_rows)]
 
 
-def partition_files(lake: Path, dataset: str = "candles") -> list[Path]:
-    return sorted((lake / dataset).glob(f"market=*/interval=*/date=*/{LAKE_FILE}"))
+def partition_files(lake: Location, dataset: str = "candles") -> list[Location]:
+    paths = LakePaths(lake)
+    return paths.store.files(paths.root / dataset, f"market=*/interval=*/date=*/{LAKE_FILE}")
 
 
-def lake_rows(lake: Path, market: str = "BTC", interval: str = "1m") -> list[Sourced]:
+def read_file(lake: Location, file: Location) -> pa.Table:
+    return pq.read_table(LakePaths(lake).store.parquet(file).source)
+
+
+def lake_rows(lake: Location, market: str = "BTC", interval: str = "1m") -> list[Sourced]:
     """The rows of one (market, interval), file by file in date order (as stored)."""
     paths = LakePaths(lake)
-    folder = on_disk(paths.partition("candles", market, interval, "x").parent)
+    folder = paths.partition("candles", market, interval, "x").parent
     out: list[Sourced] = []
-    for path in sorted(folder.glob(f"date=*/{LAKE_FILE}")):
-        out += as_sourced(pq.read_table(path))
+    for path in paths.store.files(folder, f"date=*/{LAKE_FILE}"):
+        out += as_sourced(read_file(lake, path))
     return out
 
 
-def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
-    """Relative path → (sha256, inode) of every file under ``root``."""
-    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(),
-                                       p.stat().st_ino)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+def tree_digest(root: Location) -> dict[str, tuple[str, object]]:
+    """Relative path → (sha256, identity) of every file under ``root``: the inode on
+    disk (a replaced file is a new inode), the ETag on a store."""
+    if isinstance(root, Path):
+        return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(),
+                                           p.stat().st_ino)
+                for p in sorted(root.rglob("*")) if p.is_file()}
+    store = LakePaths(root).store
+    found: dict[str, tuple[str, object]] = {}
+    for depth in range(1, 6):
+        for p in store.files(root, "/".join(["*"] * depth)):
+            entry = store.stat(p)
+            found[relative(p, root)] = (hashlib.sha256(store.read(p)).hexdigest(),
+                                        entry.version if entry else None)
+    return found
 
 
-def checkpoint_parts(lake: Path) -> list[Path]:
-    return sorted((lake / "_checkpoints").rglob("part-*.parquet"))
+def checkpoint_parts(lake: Location) -> list[Location]:
+    paths = LakePaths(lake)
+    return paths.store.files(paths.root / "_checkpoints", "*/*/*/*/*/*/part-*.parquet")
 
 
 # -- merge rules -----------------------------------------------------------------------
 
-def test_one_row_per_key_sorted_by_t_with_each_rows_source(tmp_path: Path) -> None:
+def test_one_row_per_key_sorted_by_t_with_each_rows_source(lake_root: Location) -> None:
     start = T0 + DAY_MS - 2 * HOUR_MS  # the data crosses midnight: two partitions
     job = Span(start, start + 3 * HOUR_MS)
     dwellir_a = minutes(start, start + 90 * MINUTE_MS, 100.0, fetched=FETCH + 1000)
@@ -149,15 +166,15 @@ def test_one_row_per_key_sorted_by_t_with_each_rows_source(tmp_path: Path) -> No
     hydro = minutes(start + HOUR_MS, start + 4 * HOUR_MS, 200.0, fetched=FETCH + 2000)
     liquid = minutes(start + 150 * MINUTE_MS, start + 5 * HOUR_MS, 300.0, fetched=FETCH)
     # rows in a part need not be sorted: commit some in reverse order
-    commit(tmp_path, "dwellir", Span(start, start + 90 * MINUTE_MS), dwellir_a[::-1], job=job)
-    commit(tmp_path, "dwellir", Span(start + 90 * MINUTE_MS, job.end), dwellir_b, job=job,
+    commit(lake_root, "dwellir", Span(start, start + 90 * MINUTE_MS), dwellir_a[::-1], job=job)
+    commit(lake_root, "dwellir", Span(start + 90 * MINUTE_MS, job.end), dwellir_b, job=job,
            shard="shard-001")
-    commit(tmp_path, "hydromancer", Span(start + HOUR_MS, start + 4 * HOUR_MS), hydro[::-1])
-    commit(tmp_path, "hyperliquid", Span(start + 150 * MINUTE_MS, start + 5 * HOUR_MS), liquid)
+    commit(lake_root, "hydromancer", Span(start + HOUR_MS, start + 4 * HOUR_MS), hydro[::-1])
+    commit(lake_root, "hyperliquid", Span(start + 150 * MINUTE_MS, start + 5 * HOUR_MS), liquid)
 
-    stats = compact(tmp_path)
+    stats = compact(lake_root)
 
-    got = lake_rows(tmp_path)
+    got = lake_rows(lake_root)
     everything = sourced("dwellir", dwellir_a + dwellir_b) + sourced("hydromancer", hydro) \
         + sourced("hyperliquid", liquid)
     assert got == winners(everything)
@@ -165,14 +182,14 @@ def test_one_row_per_key_sorted_by_t_with_each_rows_source(tmp_path: Path) -> No
     assert keys == sorted(set(keys)) and len(keys) == 5 * 60
     assert {source for source, _ in got} == {"dwellir", "hydromancer", "hyperliquid"}
     # each date's file holds exactly that date's keys, sorted
-    files = partition_files(tmp_path)
+    files = partition_files(lake_root)
     assert [p.parent.name for p in files] == ["date=2026-03-01", "date=2026-03-02"]
     for day, path in enumerate(files):
-        t = [row[0] for _, row in as_sourced(pq.read_table(path))]
+        t = [row[0] for _, row in as_sourced(read_file(lake_root, path))]
         assert t == sorted(t) and all(T0 + day * DAY_MS <= k < T0 + (day + 1) * DAY_MS
                                       for k in t)
     assert stats.partitions_written == 2 and stats.parts_consumed == 4
-    assert checkpoint_parts(tmp_path) == []
+    assert checkpoint_parts(lake_root) == []
 
 
 @pytest.mark.parametrize("precedence", [(), ("hyperliquid", "hydromancer", "dwellir")])
@@ -270,20 +287,20 @@ def test_lake_files_have_no_market_or_interval_column_but_readers_see_them(
 
 # -- merging with what a partition already holds ---------------------------------------
 
-def test_merging_new_checkpoints_into_existing_partitions(tmp_path: Path) -> None:
+def test_merging_new_checkpoints_into_existing_partitions(lake_root: Location) -> None:
     committed: list[Sourced] = []
 
     def add(source: str, span: Span, rows: list[CandleRow], job: Span | None = None) -> None:
-        commit(tmp_path, source, span, rows, job=job)
+        commit(lake_root, source, span, rows, job=job)
         committed.extend(sourced(source, rows))
 
     first = minutes(T0, T0 + 3 * DAY_MS, 100.0, fetched=FETCH)
     for day in range(3):
         span = Span(T0 + day * DAY_MS, T0 + (day + 1) * DAY_MS)
         add("dwellir", span, first[day * 1440:(day + 1) * 1440], job=Span(T0, T0 + 3 * DAY_MS))
-    compact(tmp_path)
-    assert lake_rows(tmp_path) == winners(committed)
-    untouched = tmp_path / "candles/market=BTC/interval=1m/date=2026-03-01" / LAKE_FILE
+    compact(lake_root)
+    assert lake_rows(lake_root) == winners(committed)
+    untouched = lake_root / "candles/market=BTC/interval=1m/date=2026-03-01" / LAKE_FILE
     before = tree_digest(untouched.parent)
 
     # a later fetch over the end of day 2 and beyond: it replaces, and adds keys
@@ -296,9 +313,9 @@ def test_merging_new_checkpoints_into_existing_partitions(tmp_path: Path) -> Non
     # an open candle fetched last over a closed one: it loses too
     add("hyperliquid", Span(T0 + 2 * DAY_MS, T0 + 2 * DAY_MS + MINUTE_MS),
         [candle(T0 + 2 * DAY_MS, 7.0, closed=False, fetched=FETCH + DAY_MS)])
-    stats = compact(tmp_path)
+    stats = compact(lake_root)
 
-    got = lake_rows(tmp_path)
+    got = lake_rows(lake_root)
     assert got == winners(committed)
     assert len(got) == 4 * 1440
     assert got[2 * 1440] == ("hydromancer", candle(T0 + 2 * DAY_MS, 200.06, fetched=FETCH + 1))
@@ -309,7 +326,7 @@ def test_merging_new_checkpoints_into_existing_partitions(tmp_path: Path) -> Non
 
 # -- idempotence -----------------------------------------------------------------------
 
-def build_mixed_lake(lake: Path) -> None:
+def build_mixed_lake(lake: Location) -> None:
     for market in ("BTC", "ETH"):
         commit(lake, "dwellir", Span(T0, T0 + 2 * DAY_MS), minutes(T0, T0 + 2 * DAY_MS),
                market=market)
@@ -325,18 +342,18 @@ def build_mixed_lake(lake: Path) -> None:
                        market=market)
 
 
-def data_digest(lake: Path) -> dict[str, tuple[str, int]]:
+def data_digest(lake: Location) -> dict[str, tuple[str, object]]:
     return {**{f"candles/{k}": v for k, v in tree_digest(lake / "candles").items()},
             **{f"funding/{k}": v for k, v in tree_digest(lake / "funding").items()}}
 
 
-def test_compacting_twice_changes_no_byte(tmp_path: Path) -> None:
-    build_mixed_lake(tmp_path)
-    compact(tmp_path)
-    before = data_digest(tmp_path)
+def test_compacting_twice_changes_no_byte(lake_root: Location) -> None:
+    build_mixed_lake(lake_root)
+    compact(lake_root)
+    before = data_digest(lake_root)
     assert len(before) == 12  # 2 markets x 3 dates x (candles, funding)
-    stats = compact(tmp_path)
-    assert data_digest(tmp_path) == before
+    stats = compact(lake_root)
+    assert data_digest(lake_root) == before
     assert stats.partitions_written == 0 and stats.parts_consumed == 0
 
 
@@ -380,16 +397,16 @@ def test_re_merging_funding_with_a_nan_premium_leaves_the_partition_alone(
 
 # -- funding ---------------------------------------------------------------------------
 
-def test_funding_is_keyed_by_time_and_the_later_fetch_wins(tmp_path: Path) -> None:
+def test_funding_is_keyed_by_time_and_the_later_fetch_wins(lake_root: Location) -> None:
     old = funding_rows(T0, T0 + 2 * DAY_MS, 1e-5, FETCH)
     new = funding_rows(T0 + 20 * HOUR_MS, T0 + 30 * HOUR_MS, 9e-5, FETCH + 1)
-    commit_funding(tmp_path, Span(T0 + 20 * HOUR_MS, T0 + 30 * HOUR_MS), new[::-1])
-    commit_funding(tmp_path, Span(T0, T0 + 2 * DAY_MS), old)
-    compact(tmp_path)
-    files = partition_files(tmp_path, "funding")
-    assert [str(p.relative_to(tmp_path)) for p in files] == [
+    commit_funding(lake_root, Span(T0 + 20 * HOUR_MS, T0 + 30 * HOUR_MS), new[::-1])
+    commit_funding(lake_root, Span(T0, T0 + 2 * DAY_MS), old)
+    compact(lake_root)
+    files = partition_files(lake_root, "funding")
+    assert [relative(p, lake_root) for p in files] == [
         f"funding/market=BTC/interval=1h/date=2026-03-0{d}/{LAKE_FILE}" for d in (1, 2)]
-    table = pa.concat_tables([pq.read_table(p) for p in files])
+    table = pa.concat_tables([read_file(lake_root, p) for p in files])
     assert table.column_names == FUNDING_COLUMNS
     times = table.column("time").cast(pa.int64()).to_pylist()
     assert times == sorted(set(times)) and len(times) == 48
@@ -400,32 +417,33 @@ def test_funding_is_keyed_by_time_and_the_later_fetch_wins(tmp_path: Path) -> No
 
 # -- coverage --------------------------------------------------------------------------
 
-def covered_names(lake: Path, source: str, market: str = "BTC",
+def covered_names(lake: Location, source: str, market: str = "BTC",
                   interval: str = "1m") -> list[str]:
-    folder = on_disk(LakePaths(lake).coverage(SeriesKey("candles", source, market, interval)))
-    return sorted(p.name for p in folder.iterdir())
+    paths = LakePaths(lake)
+    folder = paths.coverage(SeriesKey("candles", source, market, interval))
+    return sorted(p.name for p in paths.store.files(folder, "*"))
 
 
-def test_coverage_markers_state_exactly_the_committed_spans(tmp_path: Path) -> None:
+def test_coverage_markers_state_exactly_the_committed_spans(lake_root: Location) -> None:
     a, b, c = (Span(T0, T0 + HOUR_MS), Span(T0 + HOUR_MS, T0 + 3 * HOUR_MS),
                Span(T0 + 5 * HOUR_MS, T0 + 6 * HOUR_MS))
     for span in (a, b, c):
-        commit(tmp_path, "dwellir", span, minutes(span.start, span.end))
+        commit(lake_root, "dwellir", span, minutes(span.start, span.end))
     empty = Span(T0 + 7 * HOUR_MS, T0 + 8 * HOUR_MS)  # the source confirmed it empty
-    commit(tmp_path, "dwellir", empty, [])
-    series = Series(LakePaths(tmp_path), SeriesKey("candles", "dwellir", "BTC", "1m"))
+    commit(lake_root, "dwellir", empty, [])
+    series = Series(LakePaths(lake_root), SeriesKey("candles", "dwellir", "BTC", "1m"))
     done = series.done()
-    compact(tmp_path)
-    assert covered_names(tmp_path, "dwellir") == sorted(
+    compact(lake_root)
+    assert covered_names(lake_root, "dwellir") == sorted(
         f"covered-{s.start}-{s.end}" for s in (Span(a.start, b.end), c, empty))
     assert series.parts() == [] and series.done() == done  # nothing to fetch again
     assert series.compacted() == RangeSet([a, b, c, empty])
-    assert len(lake_rows(tmp_path)) == 4 * 60
+    assert len(lake_rows(lake_root)) == 4 * 60
 
     # a later part adjacent to both markers folds them into one
-    commit(tmp_path, "dwellir", Span(c.end, empty.start), minutes(c.end, empty.start))
-    compact(tmp_path)
-    assert covered_names(tmp_path, "dwellir") == [
+    commit(lake_root, "dwellir", Span(c.end, empty.start), minutes(c.end, empty.start))
+    compact(lake_root)
+    assert covered_names(lake_root, "dwellir") == [
         f"covered-{a.start}-{b.end}", f"covered-{c.start}-{empty.end}"]
 
 
@@ -505,7 +523,7 @@ def test_a_part_written_while_compaction_runs_is_left_for_the_next(
 
     commit(tmp_path, "dwellir", Span(T0, T0 + DAY_MS), minutes(T0, T0 + DAY_MS))
     original = compaction.merge_partition
-    late: list[Path] = []
+    late: list[Location] = []
 
     def merge_and_meanwhile_commit(*args: Any, **kwargs: Any) -> tuple[bool, int]:
         if not late:
@@ -515,8 +533,8 @@ def test_a_part_written_while_compaction_runs_is_left_for_the_next(
 
     monkeypatch.setattr(compaction, "merge_partition", merge_and_meanwhile_commit)
     first = compact(tmp_path)
-    assert first.parts_consumed == 1 and late[0].exists()
+    assert first.parts_consumed == 1 and on_disk(late[0]).exists()
     monkeypatch.setattr(compaction, "merge_partition", original)
     second = compact(tmp_path)
-    assert second.parts_consumed == 1 and not late[0].exists()
+    assert second.parts_consumed == 1 and not on_disk(late[0]).exists()
     assert len(partition_files(tmp_path)) == 2

@@ -40,7 +40,7 @@ def two_days(lake: Path) -> tuple[Path, Path]:
     first = commit(lake, "dwellir", Span(T0, T0 + DAY_MS), minutes(T0, T0 + DAY_MS))
     second = commit(lake, "dwellir", Span(T0 + DAY_MS, T0 + 2 * DAY_MS),
                     minutes(T0 + DAY_MS, T0 + 2 * DAY_MS))
-    return first, second
+    return on_disk(first), on_disk(second)
 
 
 def test_the_cheap_test_tells_a_whole_file_from_a_truncated_one(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.compaction import deduplicate
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
+from hyperlake.lake.store import Location
 from hyperlake.pipelines.universe import cache_folder, load_universe, snapshot_path
 from hyperlake.schemas.candles import CANDLE_SCHEMA
 from hyperlake.schemas.datasets import CANDLES
@@ -82,7 +83,7 @@ def cli_env(emu: Emulator, **overrides: str | None) -> dict[str, str]:
     return env
 
 
-def candles_argv(source: str, interval: str, start_ms: int, end_ms: int, lake: Path,
+def candles_argv(source: str, interval: str, start_ms: int, end_ms: int, lake: Location,
                  *extra: str, market: str = "BTC") -> list[str]:
     argv = [*CLI, "--source", source, "--market", market, "--interval", interval,
             "--start", iso(start_ms), "--end", iso(end_ms), "--lake", str(lake), "--json"]
@@ -147,7 +148,7 @@ def summary_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 
 def extract(emu: Emulator, source: str, interval: str, start_ms: int, end_ms: int,
-            lake: Path, *extra: str, expect: int = 0, market: str = "BTC",
+            lake: Location, *extra: str, expect: int = 0, market: str = "BTC",
             env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one extraction to completion; check its exit status; its summary. The lake
     gets the emulator's market list first (fetched once a session: it costs weight
@@ -181,7 +182,7 @@ def seed_universe(emu: Emulator) -> None:
 # -- reading the lake ------------------------------------------------------------------
 
 
-def series_of(lake: Path, source: str, interval: str, market: str = "BTC") -> Series:
+def series_of(lake: Location, source: str, interval: str, market: str = "BTC") -> Series:
     return Series(LakePaths(lake), SeriesKey("candles", source, market, interval))
 
 

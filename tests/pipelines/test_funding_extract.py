@@ -18,6 +18,7 @@ import pytest
 
 from hyperlake.emulator.server import Emulator, frozen_config
 from hyperlake.lake.ranges import RangeSet, Span
+from hyperlake.lake.store import Location
 from hyperlake.schemas.intervals import HOUR_MS
 from tests.conftest import NOW_MS, load_fixture, on_disk
 from tests.pipelines.test_funding_support import (
@@ -207,16 +208,16 @@ def test_every_row_lands_once_whatever_the_window_size(emu: Emulator, tmp_path: 
 # -- many coins in flight -------------------------------------------------------------------
 
 
-def test_several_coins_in_flight_equal_the_api(emu: Emulator, tmp_path: Path) -> None:
+def test_several_coins_in_flight_equal_the_api(emu: Emulator, lake_root: Location) -> None:
     start = NOW_MS - 30 * DAY_MS  # 720 rows a coin: paged in one 720-hour window
-    summary = extract(funding_args("btc,ETH,Sol,kpepe", start, NOW_MS, tmp_path,
+    summary = extract(funding_args("btc,ETH,Sol,kpepe", start, NOW_MS, lake_root,
                                    "--hours-per-window", "720"), funding_env(emu))
     coins = ["BTC", "ETH", "SOL", "kPEPE"]
     assert summary["coins"] == 4 and summary["rows"] == 4 * 720
     assert summary["requests"] == 4 * 2  # 500 + 220 rows
     for coin in coins:
-        assert values(lake_rows(tmp_path, coin)) == api_rows(emu, coin, start, NOW_MS), coin
-        assert_complete(tmp_path, coin, start, NOW_MS)
+        assert values(lake_rows(lake_root, coin)) == api_rows(emu, coin, start, NOW_MS), coin
+        assert_complete(lake_root, coin, start, NOW_MS)
 
 
 def test_all_coins_for_one_day_equal_the_api(emu: Emulator, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from hyperlake.emulator.server import Emulator, frozen_config
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span
+from hyperlake.lake.store import Location
 from hyperlake.net.pacing import SharedWeightBudget
 from hyperlake.pipelines.universe import cache_folder, load_universe
 from hyperlake.schemas.intervals import HOUR_MS
@@ -114,7 +115,7 @@ def funding_env(emu: Emulator, weight: float = FAST_WEIGHT, **overrides: str) ->
     }
 
 
-def funding_args(coins: str, start_ms: int, end_ms: int, lake: Path, *extra: str) -> list[str]:
+def funding_args(coins: str, start_ms: int, end_ms: int, lake: Location, *extra: str) -> list[str]:
     return ["--coins", coins, "--start", iso(start_ms), "--end", iso(end_ms),
             "--lake", str(lake), "--json", *extra]
 
@@ -211,7 +212,7 @@ def requested_spans(log: list[dict[str, Any]], coin: str) -> list[Span]:
 # -- reading the lake ---------------------------------------------------------------------
 
 
-def series_of(lake: Path, coin: str) -> Series:
+def series_of(lake: Location, coin: str) -> Series:
     return Series(LakePaths(lake), SeriesKey("funding", "hyperliquid", coin, "1h"))
 
 
@@ -223,17 +224,19 @@ def table_rows(table: pa.Table) -> list[Row]:
     return list(zip(times, hours, rates, premiums, strict=True))
 
 
-def part_rows(lake: Path, coin: str) -> list[tuple[Span, list[Row]]]:
+def part_rows(lake: Location, coin: str) -> list[tuple[Span, list[Row]]]:
     """Every part file of the coin's series with the rows it holds."""
-    return [(span, table_rows(pq.read_table(path))) for span, path in series_of(lake, coin).parts()]
+    series = series_of(lake, coin)
+    return [(span, table_rows(pq.read_table(series.store.parquet(path).source)))
+            for span, path in series.parts()]
 
 
-def lake_rows(lake: Path, coin: str) -> list[Row]:
+def lake_rows(lake: Location, coin: str) -> list[Row]:
     """Every stored row of the coin, in time order, duplicates kept."""
     return sorted(row for _, rows in part_rows(lake, coin) for row in rows)
 
 
-def gap_spans(lake: Path, coin: str) -> list[Span]:
+def gap_spans(lake: Location, coin: str) -> list[Span]:
     return [gap.span for gap in series_of(lake, coin).gaps()]
 
 
@@ -249,7 +252,7 @@ def values(rows: list[Row]) -> list[ApiRow]:
     return [(t, rate, premium) for t, _, rate, premium in rows]
 
 
-def assert_complete(lake: Path, coin: str, start_ms: int, end_ms: int) -> None:
+def assert_complete(lake: Location, coin: str, start_ms: int, end_ms: int) -> None:
     series = series_of(lake, coin)
     assert series.gaps() == [], f"{coin}: gap ledger not empty"
     assert series.missing(Span(start_ms, end_ms)) == RangeSet(), f"{coin}: not done"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
@@ -18,23 +18,29 @@ from hypothesis import strategies as st
 
 from hyperlake.errors import UserError
 from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.store import Location, ObjectPath
 from hyperlake.query.catalog import connect
-from hyperlake.query.loaders import features
+from hyperlake.query.loaders import features, load_candles
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
-from tests.conftest import on_disk
+from tests.conftest import LAKE_KINDS, on_disk
 from tests.query.test_catalog_support import (
     T0,
-    Bars,
     Funding,
+    OddLake,
     comparable,
     expected,
     files_read,
     hourly_funding,
+    local_only,
     make_bars,
+    module_lake,
     odd_names_lake,
     write_bars,
     write_funding,
 )
+
+if TYPE_CHECKING:
+    from tests.s3_support import Request, S3Server
 
 CANDLE_ORDER = ("market", "interval", "t")
 FUNDING_ORDER = ("market", "time")
@@ -44,10 +50,10 @@ FUNDING_COLUMNS = ["market", "time", "funding_hour", "fundingRate", "premium", "
                    "fetched_at", "date"]
 
 
-@pytest.fixture(scope="module")
-def odd_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Bars],
-                                                                 list[Funding]]:
-    root = tmp_path_factory.mktemp("odd")
+@pytest.fixture(scope="module", params=LAKE_KINDS)
+def odd_lake(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> OddLake:
+    root = module_lake(request, tmp_path_factory, "odd")
     bars, funding = odd_names_lake(root)
     return root, bars, funding
 
@@ -59,8 +65,7 @@ def query(con: Any, sql: str) -> pa.Table:
 
 # -- round trips -------------------------------------------------------------------------
 
-def test_candles_view_equals_what_was_written(odd_lake: tuple[Path, list[Bars],
-                                                              list[Funding]]) -> None:
+def test_candles_view_equals_what_was_written(odd_lake: OddLake) -> None:
     root, bars, _ = odd_lake
     table = query(connect(root), "SELECT * FROM candles")
     assert table.column_names == CANDLE_COLUMNS
@@ -68,8 +73,7 @@ def test_candles_view_equals_what_was_written(odd_lake: tuple[Path, list[Bars],
     assert comparable(table, CANDLE_ORDER) == want
 
 
-def test_funding_view_equals_what_was_written(odd_lake: tuple[Path, list[Bars],
-                                                              list[Funding]]) -> None:
+def test_funding_view_equals_what_was_written(odd_lake: OddLake) -> None:
     root, _, funding = odd_lake
     table = query(connect(root), "SELECT * FROM funding")
     assert table.column_names == FUNDING_COLUMNS
@@ -77,7 +81,7 @@ def test_funding_view_equals_what_was_written(odd_lake: tuple[Path, list[Bars],
     assert comparable(table, FUNDING_ORDER) == want
 
 
-def test_view_types(odd_lake: tuple[Path, list[Bars], list[Funding]]) -> None:
+def test_view_types(odd_lake: OddLake) -> None:
     con = connect(odd_lake[0])
     described = query(con, "DESCRIBE candles_with_funding").to_pylist()
     types = {row["column_name"]: row["column_type"] for row in described}
@@ -87,35 +91,34 @@ def test_view_types(odd_lake: tuple[Path, list[Bars], list[Funding]]) -> None:
     assert list(types)[-4:] == ["funding_hour", "funding_rate", "funding_apr", "premium"]
 
 
-def test_odd_names_decode_in_every_engine(odd_lake: tuple[Path, list[Bars],
-                                                          list[Funding]]) -> None:
+def test_odd_names_decode_in_every_engine(odd_lake: OddLake) -> None:
     """DuckDB (the view), polars and pyarrow with nothing but Hive partitioning."""
     root, bars, _ = odd_lake
+    folder = local_only(root)
     want = sorted({(one.market, one.interval) for one in bars})
     assert ("kPEPE", "1m") in want and ("kPEPE", "1M") in want
     duck = query(connect(root), "SELECT DISTINCT market, interval FROM candles")
     assert sorted(map(tuple, (r.values() for r in duck.to_pylist()))) == want
-    frame = pl.scan_parquet(root / "candles", hive_partitioning=True).select(
+    frame = pl.scan_parquet(folder / "candles", hive_partitioning=True).select(
         "market", "interval").unique().collect()
     assert sorted(frame.iter_rows()) == want
-    table = ds.dataset(root / "candles", partitioning="hive").to_table(
+    table = ds.dataset(folder / "candles", partitioning="hive").to_table(
         columns=["market", "interval"])
     assert sorted(set(zip(*table.to_pydict().values(), strict=True))) == want
 
 
-def test_polars_and_pyarrow_read_the_same_values(odd_lake: tuple[Path, list[Bars],
-                                                                 list[Funding]]) -> None:
+def test_polars_and_pyarrow_read_the_same_values(odd_lake: OddLake) -> None:
     root, bars, _ = odd_lake
+    folder = local_only(root)
     want = expected([row for one in bars for row in one.rows()], CANDLE_ORDER)
-    frame = pl.scan_parquet(root / "candles", hive_partitioning=True).collect()
+    frame = pl.scan_parquet(folder / "candles", hive_partitioning=True).collect()
     assert comparable(frame.to_arrow().select(CANDLE_COLUMNS), CANDLE_ORDER) == want
-    table = ds.dataset(root / "candles", partitioning="hive").to_table()
+    table = ds.dataset(folder / "candles", partitioning="hive").to_table()
     got = comparable(table.select(CANDLE_COLUMNS), CANDLE_ORDER)
     assert [{**r, "date": str(r["date"])} for r in got] == want
 
 
-def test_case_distinct_intervals_stay_apart(odd_lake: tuple[Path, list[Bars],
-                                                            list[Funding]]) -> None:
+def test_case_distinct_intervals_stay_apart(odd_lake: OddLake) -> None:
     con = connect(odd_lake[0])
     counts = query(con, "SELECT interval, count(*) AS n FROM candles WHERE market = 'kPEPE' "
                         "GROUP BY interval ORDER BY interval").to_pylist()
@@ -159,11 +162,18 @@ def test_leftover_temporaries_are_ignored(tmp_path: Path) -> None:
         {"n": 2}]
 
 
-def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+def _snapshot(root: Location) -> dict[str, tuple[object, ...]]:
+    """Every file or object under ``root``, with its size and version."""
+    if isinstance(root, Path):
+        return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+    from hyperlake.lake.s3 import ObjectStore
+
+    store = LakePaths(root).store
+    assert isinstance(store, ObjectStore)
+    return {key: tuple(rest) for key, *rest in store.list_entries(root.key)}
 
 
-def test_queries_write_nothing(odd_lake: tuple[Path, list[Bars], list[Funding]],
+def test_queries_write_nothing(odd_lake: OddLake,
                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = odd_lake[0]
     before = _snapshot(root)
@@ -176,14 +186,14 @@ def test_queries_write_nothing(odd_lake: tuple[Path, list[Bars], list[Funding]],
     assert list(tmp_path.iterdir()) == []
 
 
-def test_threads_are_set_and_checked(odd_lake: tuple[Path, list[Bars], list[Funding]]) -> None:
+def test_threads_are_set_and_checked(odd_lake: OddLake) -> None:
     con = connect(odd_lake[0], threads=2)
     assert query(con, "SELECT current_setting('threads') AS n").to_pylist() == [{"n": 2}]
     with pytest.raises(UserError, match="threads"):
         connect(odd_lake[0], threads=0)
 
 
-def test_session_time_zone_is_utc(odd_lake: tuple[Path, list[Bars], list[Funding]]) -> None:
+def test_session_time_zone_is_utc(odd_lake: OddLake) -> None:
     """A literal without an offset compares as UTC, whatever the machine's zone."""
     con = connect(odd_lake[0])
     got = query(con, "SELECT count(*) AS n FROM candles WHERE market = 'BTC' "
@@ -193,10 +203,11 @@ def test_session_time_zone_is_utc(odd_lake: tuple[Path, list[Bars], list[Funding
 
 # -- pruning -----------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def year_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=LAKE_KINDS)
+def year_lake(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Location:
     """365 days of 1h candles of BTC and ETH, and hourly funding: 365 files per series."""
-    root = tmp_path_factory.mktemp("year")
+    root = module_lake(request, tmp_path_factory, "year")
     opens = [T0 + i * HOUR_MS for i in range(365 * 24)]
     for seed, market in enumerate(("BTC", "ETH")):
         write_bars(root, make_bars(market, "1h", opens, seed=seed))
@@ -209,9 +220,10 @@ def explain_analyze(con: Any, sql: str) -> str:
     return "\n".join(str(v) for row in rows for v in row.values())
 
 
-def test_one_day_query_reads_one_file_of_a_year(year_lake: Path) -> None:
+def test_one_day_query_reads_one_file_of_a_year(year_lake: Location) -> None:
     con = connect(year_lake)
-    assert len(list((year_lake / "candles").rglob("*.parquet"))) == 730
+    paths = LakePaths(year_lake)
+    assert len(paths.store.files(paths.dataset("candles"), "*/*/*/*.parquet")) == 730
     text = explain_analyze(con, "SELECT avg(c) FROM candles WHERE market = 'BTC' "
                                 "AND interval = '1h' AND date = DATE '2025-06-01'")
     assert files_read(text) == [1]
@@ -220,7 +232,8 @@ def test_one_day_query_reads_one_file_of_a_year(year_lake: Path) -> None:
     assert files_read(text) == [2]
 
 
-def test_one_day_of_candles_with_funding_opens_at_most_three_files(year_lake: Path) -> None:
+def test_one_day_of_candles_with_funding_opens_at_most_three_files(
+        year_lake: Location) -> None:
     """The candle side is pruned to the day; the funding side to that day and the day
     before (the lookback is bounded), not to the market's whole year."""
     con = connect(year_lake)
@@ -349,7 +362,7 @@ def test_funding_exactly_at_the_bar_open_is_attached(tmp_path: Path) -> None:
 
 
 def test_connect_without_a_lake_reads_the_environment(
-        odd_lake: tuple[Path, list[Bars], list[Funding]],
+        odd_lake: OddLake,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """connect() reads $HYPERLAKE_LAKE, like the CLI."""
     monkeypatch.setenv("HYPERLAKE_LAKE", str(odd_lake[0]))
@@ -400,3 +413,32 @@ def test_candles_live_shows_checkpoints_before_compaction(tmp_path: Path) -> Non
     commit("stream", [bar(t0, 99.0, 3, closed=False)], 3)
     assert con.execute("SELECT c FROM candles_live WHERE epoch_ms(t) = ?",
                        [t0]).fetchall() == [(11.0,)]
+
+
+def test_one_day_over_a_year_on_the_store_gets_at_most_two_data_objects(
+        year_lake: Location, request: pytest.FixtureRequest) -> None:
+    """Counted at the S3 server: the SQL views (through the lake's fsspec adapter) and
+    the polars loaders (polars' own client) fetch one day's object of the 730, and
+    list instead of asking for each object."""
+    if isinstance(year_lake, Path):
+        pytest.skip("counts requests at the loopback S3 server")
+    server: S3Server = request.getfixturevalue("s3_server")
+
+    def data_objects(seen: list[Request]) -> set[str]:
+        return {r.key for r in seen if r.method in ("GET", "HEAD") and
+                r.key.endswith(".parquet") and "/_state/" not in r.key}
+
+    con = connect(year_lake)
+    with server.counting() as seen:
+        rows = query(con, "SELECT count(*) AS n, avg(c) AS c FROM candles WHERE market = 'BTC' "
+                          "AND interval = '1h' AND date = DATE '2025-06-01'").to_pylist()
+    assert rows[0]["n"] == 24
+    assert len(data_objects(seen)) <= 2, sorted(data_objects(seen))
+    assert isinstance(year_lake, ObjectPath)
+    assert data_objects(seen) == {f"{year_lake.key}/candles/market=BTC/interval=1h/"
+                                  "date=2025-06-01/part-0.parquet"}
+    with server.counting() as seen:
+        frame = load_candles(year_lake, "BTC", "1h", "2025-06-01T00:00:00Z",
+                             "2025-06-02T00:00:00Z")
+    assert isinstance(frame, pl.DataFrame) and frame.height == 24
+    assert len(data_objects(seen)) <= 2, sorted(data_objects(seen))

@@ -12,19 +12,22 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pytest
 
 from hyperlake.lake.compaction import LAKE_WRITE_OPTIONS, utc_date
 from hyperlake.lake.paths import LAKE_FILE, LakePaths
+from hyperlake.lake.store import Location
 from hyperlake.schemas.datasets import CANDLES, FUNDING
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, next_bucket
 from hyperlake.schemas.records import TS
-from tests.conftest import on_disk
+
+if TYPE_CHECKING:
+    from tests.s3_support import S3Server
 
 T0 = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 FETCHED = T0 + 400 * DAY_MS
@@ -103,15 +106,22 @@ def _by_date(times: Sequence[int]) -> dict[str, list[int]]:
     return groups
 
 
-def write_bars(root: Path, bars: Bars, *, keep_order: bool = False) -> None:
+def write_lake_file(root: Location, folder: Location, table: pa.Table) -> None:
+    """A partition's file, as compaction writes it (on disk or on the store)."""
+    store = LakePaths(root).store
+    if isinstance(folder, Path):
+        folder.mkdir(parents=True, exist_ok=True)
+    store.put_parquet(folder / LAKE_FILE, table, LAKE_WRITE_OPTIONS)
+
+
+def write_bars(root: Location, bars: Bars, *, keep_order: bool = False) -> None:
     """One partition per UTC date, sorted by t unless ``keep_order``."""
     for date, index in _by_date(bars.t).items():
         table = _candle_table(bars, index)
         if not keep_order:
             table = table.sort_by("t")
-        folder = on_disk(LakePaths(root).partition("candles", bars.market, bars.interval, date))
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, folder / LAKE_FILE, **LAKE_WRITE_OPTIONS)
+        folder = LakePaths(root).partition("candles", bars.market, bars.interval, date)
+        write_lake_file(root, folder, table)
 
 
 @dataclass
@@ -143,7 +153,7 @@ def hourly_funding(market: str, start: int, hours: int, *, seed: int = 0,
     return Funding(market, times, rates, premiums)
 
 
-def write_funding(root: Path, funding: Funding) -> None:
+def write_funding(root: Location, funding: Funding) -> None:
     hours = funding.hours
     for date, index in _by_date(funding.time).items():
         table = pa.table({
@@ -154,14 +164,13 @@ def write_funding(root: Path, funding: Funding) -> None:
             "source": ["hyperliquid"] * len(index),
             "fetched_at": pa.array([FETCHED] * len(index), TS),
         }, schema=FUNDING.lake_schema).sort_by("time")
-        folder = on_disk(LakePaths(root).partition("funding", funding.market, "1h", date))
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, folder / LAKE_FILE, **LAKE_WRITE_OPTIONS)
+        write_lake_file(root, LakePaths(root).partition("funding", funding.market, "1h", date),
+                        table)
 
 
 # -- the lake of odd names -------------------------------------------------------------
 
-def odd_names_lake(root: Path) -> tuple[list[Bars], list[Funding]]:
+def odd_names_lake(root: Location) -> tuple[list[Bars], list[Funding]]:
     """Markets and intervals whose folder names are escaped, across several days."""
     minutes = [T0 + DAY_MS - 90 * 60_000 + i * 60_000 for i in range(180)]  # spans midnight
     months = [1_735_689_600_000, 1_738_368_000_000, 1_740_787_200_000]  # 2025-01..03
@@ -222,3 +231,27 @@ def polars_sources(plan: str) -> int:
 def sorted_column(table: pa.Table, name: str) -> bool:
     values = table.column(name)
     return len(values) < 2 or bool(pc.all(pc.greater(values[1:], values[:-1])).as_py())
+
+
+# -- lake roots of a module's fixtures ------------------------------------------------------
+
+def module_lake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                name: str) -> Location:
+    """A lake root for a module's fixture: a folder, or a prefix of the loopback S3."""
+    if request.param == "local":
+        folder: Path = tmp_path_factory.mktemp(name)
+        return folder
+    server: S3Server = request.getfixturevalue("s3_server")
+    lake: Location = server.lake(name)
+    return lake
+
+
+def local_only(root: Location) -> Path:
+    """The folder of a local lake; a lake on the store skips the test (it reads the
+    folder with polars and pyarrow directly, not through the lake)."""
+    if isinstance(root, Path):
+        return root
+    pytest.skip("reads the lake's folder directly with polars and pyarrow")
+
+
+OddLake = tuple[Location, list[Bars], list[Funding]]

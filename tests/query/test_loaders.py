@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import hyperlake
 from hyperlake.errors import UserError
 from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.store import Location
 from hyperlake.query import catalog, loaders
 from hyperlake.query.loaders import (
     features,
@@ -28,15 +29,17 @@ from hyperlake.query.loaders import (
 )
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
 from hyperlake.schemas.times import to_epoch_ms
-from tests.conftest import on_disk
+from tests.conftest import LAKE_KINDS, on_disk
 from tests.query.test_catalog_support import (
     T0,
     Bars,
     Funding,
+    OddLake,
     comparable,
     expected,
     hourly_funding,
     make_bars,
+    module_lake,
     odd_names_lake,
     polars_sources,
     sorted_column,
@@ -48,17 +51,18 @@ JUNE_1 = "2025-06-01T00:00:00Z"
 JUNE_2 = "2025-06-02T00:00:00Z"
 
 
-@pytest.fixture(scope="module")
-def odd_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Bars],
-                                                                 list[Funding]]:
-    root = tmp_path_factory.mktemp("odd")
+@pytest.fixture(scope="module", params=LAKE_KINDS)
+def odd_lake(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> OddLake:
+    root = module_lake(request, tmp_path_factory, "odd")
     bars, funding = odd_names_lake(root)
     return root, bars, funding
 
 
-@pytest.fixture(scope="module")
-def year_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("year")
+@pytest.fixture(scope="module", params=LAKE_KINDS)
+def year_lake(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Location:
+    root = module_lake(request, tmp_path_factory, "year")
     write_bars(root, make_bars("BTC", "1h", [T0 + i * HOUR_MS for i in range(365 * 24)]))
     write_funding(root, hourly_funding("BTC", T0, 365 * 24))
     return root
@@ -81,8 +85,7 @@ def test_scan_is_lazy_and_reads_one_day_of_a_year(year_lake: Path) -> None:
     assert polars_sources(scan_candles(year_lake, "BTC", "1h").explain()) == 365
 
 
-def test_scan_candles_equals_what_was_written(odd_lake: tuple[Path, list[Bars],
-                                                              list[Funding]]) -> None:
+def test_scan_candles_equals_what_was_written(odd_lake: OddLake) -> None:
     root, bars, _ = odd_lake
     for one in bars:
         frame = scan_candles(root, one.market, one.interval).collect()
@@ -91,8 +94,7 @@ def test_scan_candles_equals_what_was_written(odd_lake: tuple[Path, list[Bars],
         assert comparable(frame.to_arrow(), ["t"]) == expected(one.rows(), ["t"])
 
 
-def test_scan_funding_equals_what_was_written(odd_lake: tuple[Path, list[Bars],
-                                                              list[Funding]]) -> None:
+def test_scan_funding_equals_what_was_written(odd_lake: OddLake) -> None:
     root, _, funding = odd_lake
     for series in funding:
         frame = scan_funding(root, series.market).collect()
@@ -100,8 +102,7 @@ def test_scan_funding_equals_what_was_written(odd_lake: tuple[Path, list[Bars],
         assert comparable(frame.to_arrow(), ["time"]) == expected(series.rows(), ["time"])
 
 
-def test_scan_funding_filters_on_time(odd_lake: tuple[Path, list[Bars],
-                                                      list[Funding]]) -> None:
+def test_scan_funding_filters_on_time(odd_lake: OddLake) -> None:
     root = odd_lake[0]
     frame = scan_funding(root, "kpepe", T0 + HOUR_MS, T0 + 3 * HOUR_MS).collect()
     assert frame["market"].to_list() == ["kPEPE", "kPEPE"]
@@ -110,7 +111,7 @@ def test_scan_funding_filters_on_time(odd_lake: tuple[Path, list[Bars],
 
 
 def test_start_is_inclusive_end_exclusive_across_midnight(
-        odd_lake: tuple[Path, list[Bars], list[Funding]]) -> None:
+        odd_lake: OddLake) -> None:
     root, bars, _ = odd_lake
     btc = bars_of(bars, "BTC", "1m")
     start, end = btc.t[10], btc.t[150]
@@ -121,7 +122,7 @@ def test_start_is_inclusive_end_exclusive_across_midnight(
     assert {str(d) for d in frame["date"]} == {"2025-01-01", "2025-01-02"}
 
 
-def test_load_candles_as_arrow(odd_lake: tuple[Path, list[Bars], list[Funding]]) -> None:
+def test_load_candles_as_arrow(odd_lake: OddLake) -> None:
     root, bars, _ = odd_lake
     table = load_candles(root, "xyz:XYZ100", "1h", as_arrow=True)
     assert isinstance(table, pa.Table)
@@ -134,7 +135,7 @@ def test_load_candles_as_arrow(odd_lake: tuple[Path, list[Bars], list[Funding]])
 
 
 def test_empty_range_is_an_empty_frame_with_the_columns(
-        odd_lake: tuple[Path, list[Bars], list[Funding]]) -> None:
+        odd_lake: OddLake) -> None:
     frame = load_candles(odd_lake[0], "BTC", "1m", "2030-01-01T00:00:00Z")
     assert isinstance(frame, pl.DataFrame)
     assert frame.height == 0 and frame.schema == loaders.CANDLE_SCHEMA
@@ -159,16 +160,14 @@ def test_lake_path_with_an_equals_sign(tmp_path: Path) -> None:
 
 # -- names -------------------------------------------------------------------------------
 
-def test_market_case_is_forgiven_when_unique(odd_lake: tuple[Path, list[Bars],
-                                                             list[Funding]]) -> None:
+def test_market_case_is_forgiven_when_unique(odd_lake: OddLake) -> None:
     root = odd_lake[0]
     assert scan_candles(root, "btc", "1m").collect()["market"].unique().to_list() == ["BTC"]
     assert scan_candles(root, "KPEPE", "1M").collect().height == 3
     assert scan_candles(root, "XYZ:xyz100", "1h").collect().height == 30
 
 
-def test_intervals_are_case_sensitive(odd_lake: tuple[Path, list[Bars],
-                                                      list[Funding]]) -> None:
+def test_intervals_are_case_sensitive(odd_lake: OddLake) -> None:
     root = odd_lake[0]
     assert scan_candles(root, "kPEPE", "1m").collect().height == 180
     assert scan_candles(root, "kPEPE", "1M").collect().height == 3
@@ -185,8 +184,7 @@ def test_ambiguous_case_needs_the_exact_name(tmp_path: Path) -> None:
         scan_candles(tmp_path, "kpepe", "1h")
 
 
-def test_unknown_market_lists_what_the_lake_has(odd_lake: tuple[Path, list[Bars],
-                                                                list[Funding]]) -> None:
+def test_unknown_market_lists_what_the_lake_has(odd_lake: OddLake) -> None:
     with pytest.raises(UserError, match=r"market: 'ETH' .*@107, BTC, kPEPE, xyz:XYZ100"):
         scan_candles(odd_lake[0], "ETH", "1m")
     with pytest.raises(UserError, match=r"market: '@107' .*funding"):
@@ -217,21 +215,19 @@ def test_every_spelling_of_an_instant_agrees() -> None:
     (True, "start: True is not a time"),
 ])
 def test_bad_instants_are_user_errors(value: object, message: str,
-                                      odd_lake: tuple[Path, list[Bars],
-                                                      list[Funding]]) -> None:
+                                      odd_lake: OddLake) -> None:
     with pytest.raises(UserError, match=message):
         scan_candles(odd_lake[0], "BTC", "1m", value)  # type: ignore[arg-type]
 
 
-def test_end_must_follow_start(odd_lake: tuple[Path, list[Bars], list[Funding]]) -> None:
+def test_end_must_follow_start(odd_lake: OddLake) -> None:
     with pytest.raises(UserError, match=r"end: .* is not after start"):
         scan_candles(odd_lake[0], "BTC", "1m", JUNE_2, JUNE_1)
 
 
 # -- features ----------------------------------------------------------------------------
 
-def test_features_columns_and_values(odd_lake: tuple[Path, list[Bars],
-                                                     list[Funding]]) -> None:
+def test_features_columns_and_values(odd_lake: OddLake) -> None:
     root, bars, funding = odd_lake
     btc = bars_of(bars, "BTC", "1m")
     frame = features(root, "BTC", "1m")
@@ -252,21 +248,18 @@ def test_features_columns_and_values(odd_lake: tuple[Path, list[Bars],
                 else row["premium"] == premium)
 
 
-def test_features_can_keep_open_bars(odd_lake: tuple[Path, list[Bars],
-                                                     list[Funding]]) -> None:
+def test_features_can_keep_open_bars(odd_lake: OddLake) -> None:
     frame = features(odd_lake[0], "BTC", "1m", closed_only=False)
     assert frame.height == 180 and frame["t"].is_sorted()
 
 
-def test_features_without_funding_are_null(odd_lake: tuple[Path, list[Bars],
-                                                        list[Funding]]) -> None:
+def test_features_without_funding_are_null(odd_lake: OddLake) -> None:
     frame = features(odd_lake[0], "@107", "1d")
     assert frame.height == 3
     assert frame["funding_rate"].null_count() == 3 and frame["premium"].null_count() == 3
 
 
-def test_features_agree_with_the_sql_view(odd_lake: tuple[Path, list[Bars],
-                                                          list[Funding]]) -> None:
+def test_features_agree_with_the_sql_view(odd_lake: OddLake) -> None:
     root = odd_lake[0]
     frame = features(root, "kPEPE", "1m")
     view = catalog.connect(root).sql(

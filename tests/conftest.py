@@ -102,3 +102,16 @@ def lake_root(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
         return tmp_path / "lake"
     server: S3Server = request.getfixturevalue("s3_server")
     return server.lake(request.node.name[:40].replace("[", "-").replace("]", ""))
+
+
+def lake_tree(root: Location) -> dict[str, tuple[object, ...]]:
+    """Every file or object under ``root`` with its version: (mtime, size) on disk,
+    (size, ETag, time) on a store. Equal trees: nothing was written or removed."""
+    if isinstance(root, Path):
+        return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*")}
+    from hyperlake.lake.paths import LakePaths
+    from hyperlake.lake.s3 import ObjectStore
+
+    store = LakePaths(root).store
+    assert isinstance(store, ObjectStore)
+    return {key: tuple(rest) for key, *rest in store.list_entries(root.key)}

@@ -52,6 +52,7 @@ from hyperlake.errors import UserError
 from hyperlake.lake.lease import Lease
 from hyperlake.lake.lock import WriterLock
 from hyperlake.lake.store import (
+    REPLACED,
     Conflict,
     Entry,
     IfMatch,
@@ -265,8 +266,7 @@ class ObjectStore:
         try:
             return bytes(obstore.get(self.client, location.key, options=options).bytes())
         except PreconditionError:
-            raise Replaced(f"{location} was replaced (by a compaction) while this query "
-                           "read it; run the query again") from None
+            raise Replaced(f"{location} {REPLACED}; run the query again") from None
 
     # -- writing -------------------------------------------------------------------------
 

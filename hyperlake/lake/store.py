@@ -152,6 +152,11 @@ class Replaced(Conflict):
     partition): read again from a fresh listing."""
 
 
+#: How ``Replaced`` says it, so that a reader can tell it inside another error's text
+#: (DuckDB wraps what its filesystem raised).
+REPLACED = "was replaced (by a compaction) while this query read it"
+
+
 class StoreError(HyperlakeError):
     """The store refused or failed a request (after its retries): one line, the URL."""
 

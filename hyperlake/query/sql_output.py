@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import io
+import re
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -23,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from hyperlake.errors import UserError
-from hyperlake.lake.store import Location
+from hyperlake.lake.store import REPLACED, Location, Replaced
 from hyperlake.query.output_target import OutputTarget, write_output
 from hyperlake.query.read_errors import from_duckdb, one_line
 from hyperlake.query.read_only import read_statements
@@ -48,15 +49,36 @@ def _run(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
 
 
 def run_query(con: duckdb.DuckDBPyConnection, query: str, lake: Location) -> pa.Table:
-    """The result of ``query``'s last statement; every statement must only read."""
+    """The result of ``query``'s last statement; every statement must only read. On an
+    object store, a partition a compaction replaced while the query read it makes the
+    query run once more (its views list the lake afresh); twice in a row is one line,
+    exit 3."""
     if not query.strip():
         raise UserError(EMPTY)
-    try:
-        return _run(con, query)
-    except duckdb.Error as exc:
-        raise (from_duckdb(exc, lake) or UserError(f"query: {one_line(exc)}")) from None
-    except pa.ArrowException as exc:
-        raise UserError(f"query: {one_line(exc)}") from None
+    for attempt in (1, 2):
+        try:
+            return _run(con, query)
+        except duckdb.Error as exc:
+            replaced = _replaced(exc)
+            if replaced is None:
+                raise (from_duckdb(exc, lake) or UserError(f"query: {one_line(exc)}")) \
+                    from None
+            if attempt == 2:
+                raise Replaced(f"query: {replaced} again when run once more; run it again "
+                               "once the compaction is done") from None
+        except pa.ArrowException as exc:
+            raise UserError(f"query: {one_line(exc)}") from None
+    raise AssertionError("unreachable")
+
+
+_REPLACED_OBJECT = re.compile(rf"(\S+) {re.escape(REPLACED)}")
+
+
+def _replaced(error: duckdb.Error) -> str | None:
+    """``<url> was replaced …`` when the error is a partition read at a version that a
+    compaction has replaced since the listing (``lake.objectfs``)."""
+    found = _REPLACED_OBJECT.search(str(error))
+    return None if found is None else f"{found[1]} {REPLACED}"
 
 
 # --- formats ----------------------------------------------------------------------------

@@ -9,16 +9,26 @@ from pathlib import Path
 import pytest
 
 from hyperlake.cli import main
+from hyperlake.lake.store import Location
 from hyperlake.query.export_csv import CSV_HEADER
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
-from tests.query.test_catalog_support import T0, Bars, make_bars, odd_names_lake, write_bars
+from tests.conftest import LAKE_KINDS
+from tests.query.test_catalog_support import (
+    T0,
+    Bars,
+    make_bars,
+    module_lake,
+    odd_names_lake,
+    write_bars,
+)
 
 HEADER = "s,i,t,T,o,h,l,c,v,q,n,x"
 
 
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Bars]]:
-    root = tmp_path_factory.mktemp("lake")
+@pytest.fixture(scope="module", params=LAKE_KINDS)
+def lake(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> tuple[Location, list[Bars]]:
+    root = module_lake(request, tmp_path_factory, "lake")
     bars, _ = odd_names_lake(root)
     return root, bars
 
@@ -37,7 +47,7 @@ def bars_of(bars: list[Bars], market: str, interval: str) -> Bars:
     return next(b for b in bars if (b.market, b.interval) == (market, interval))
 
 
-def test_header_and_every_field(lake: tuple[Path, list[Bars]], tmp_path: Path,
+def test_header_and_every_field(lake: tuple[Location, list[Bars]], tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     root, bars = lake
     output = tmp_path / "btc.csv"
@@ -93,7 +103,7 @@ def test_rows_sorted_across_days_and_unsorted_files(tmp_path: Path,
     assert [int(r["t"]) for r in read_rows(output)] == sorted(opens)
 
 
-def test_start_inclusive_end_exclusive(lake: tuple[Path, list[Bars]], tmp_path: Path,
+def test_start_inclusive_end_exclusive(lake: tuple[Location, list[Bars]], tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     root = lake[0]
     output = tmp_path / "x.csv"
@@ -106,7 +116,7 @@ def test_start_inclusive_end_exclusive(lake: tuple[Path, list[Bars]], tmp_path: 
     assert {r["s"] for r in rows} == {"xyz:XYZ100"}
 
 
-def test_case_distinct_intervals(lake: tuple[Path, list[Bars]], tmp_path: Path,
+def test_case_distinct_intervals(lake: tuple[Location, list[Bars]], tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     root, _ = lake
     months, minutes = tmp_path / "M.csv", tmp_path / "m.csv"
@@ -119,7 +129,7 @@ def test_case_distinct_intervals(lake: tuple[Path, list[Bars]], tmp_path: Path,
     assert read_rows(months)[0]["T"] == "1738367999999"  # the end of January
 
 
-def test_empty_range_writes_the_header_and_a_note(lake: tuple[Path, list[Bars]],
+def test_empty_range_writes_the_header_and_a_note(lake: tuple[Location, list[Bars]],
                                                   tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     output = tmp_path / "none.csv"
@@ -138,7 +148,7 @@ def test_empty_range_writes_the_header_and_a_note(lake: tuple[Path, list[Bars]],
     (["--market", "BTC", "--interval", "1m", "--start", "2025-01-02T00:00:00Z",
       "--end", "2025-01-01T00:00:00Z"], "is not after start"),
 ])
-def test_bad_input_leaves_the_old_file(lake: tuple[Path, list[Bars]], tmp_path: Path,
+def test_bad_input_leaves_the_old_file(lake: tuple[Location, list[Bars]], tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str], argv: list[str],
                                        needle: str) -> None:
     output = tmp_path / "keep.csv"
@@ -149,7 +159,7 @@ def test_bad_input_leaves_the_old_file(lake: tuple[Path, list[Bars]], tmp_path: 
     assert [p.name for p in tmp_path.iterdir()] == ["keep.csv"]
 
 
-def test_unknown_market_lists_the_lake(lake: tuple[Path, list[Bars]], tmp_path: Path,
+def test_unknown_market_lists_the_lake(lake: tuple[Location, list[Bars]], tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = export(capsys, "--market", "DOGE", "--interval", "1m", "--output",
                           str(tmp_path / "d.csv"), "--lake", str(lake[0]))

@@ -17,15 +17,16 @@ from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.ledger import Failure
 from hyperlake.lake.paths import COVERED, LakePaths, SeriesKey
 from hyperlake.lake.ranges import Span
+from hyperlake.lake.store import Location
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
 from hyperlake.schemas.times import format_instant, parse_instant
-from tests.conftest import on_disk
+from tests.conftest import lake_tree
 
 NOW = parse_instant("2026-03-31T00:00:00Z", "test")
 DAY0 = NOW - 3 * DAY_MS
 
 
-def build(lake: Path) -> None:
+def build(lake: Location) -> None:
     """BTC 1h: three days compacted (one a 2-hour hole), one bucket failed, one
     provisional, 5 empty; ETH 1m: one part not compacted yet; partitions that are not
     Parquet (status must not open them)."""
@@ -40,22 +41,16 @@ def build(lake: Path) -> None:
             "2026-03-30": [19, DAY0 + 2 * DAY_MS, NOW - 3 * HOUR_MS]}
     paths.store.put(paths.row_index("candles", "BTC", "1h"), orjson.dumps(days))
     for date in days:
-        folder = on_disk(paths.partition("candles", "BTC", "1h", date))
-        folder.mkdir(parents=True)
-        (folder / "part-0.parquet").write_bytes(b"not parquet at all")
+        paths.store.put(paths.partition("candles", "BTC", "1h", date) / "part-0.parquet",
+                        b"not parquet at all")
     eth = Series(paths, SeriesKey("candles", "dwellir", "ETH", "1m"))
-    job = on_disk(eth.job_folder(Span(NOW - 10 * MINUTE_MS, NOW)) / "shard-000")
-    job.mkdir(parents=True)
-    (job / f"part-{NOW - 10 * MINUTE_MS}-{NOW - 4 * MINUTE_MS}.parquet").write_bytes(
-        b"x")
-    assert COVERED.parse(next(on_disk(btc.coverage_folder).iterdir()).name) is not None
+    job = eth.job_folder(Span(NOW - 10 * MINUTE_MS, NOW)) / "shard-000"
+    paths.store.put(job / f"part-{NOW - 10 * MINUTE_MS}-{NOW - 4 * MINUTE_MS}.parquet", b"x")
+    markers = paths.store.files(btc.coverage_folder, "*")
+    assert markers and all(COVERED.parse(m.name) is not None for m in markers)
 
 
-def tree(lake: Path) -> dict[str, tuple[int, int]]:
-    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in lake.rglob("*")}
-
-
-def status(lake: Path, *argv: str) -> tuple[int, str, str]:
+def status(lake: Location, *argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HYPERLAKE_NOW", format_instant(NOW))
@@ -64,12 +59,12 @@ def status(lake: Path, *argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_status_counts_from_names_and_changes_nothing(tmp_path: Path) -> None:
-    build(tmp_path)
-    before = tree(tmp_path)
-    code, out, err = status(tmp_path, "--json")
+def test_status_counts_from_names_and_changes_nothing(lake_root: Location) -> None:
+    build(lake_root)
+    before = lake_tree(lake_root)
+    code, out, err = status(lake_root, "--json")
     assert code == 0, err
-    assert tree(tmp_path) == before
+    assert lake_tree(lake_root) == before
     data = orjson.loads(out)
     by = {(s["dataset"], s["market"], s["interval"]): s for s in data["series"]}
     btc = by[("candles", "BTC", "1h")]
@@ -86,22 +81,22 @@ def test_status_counts_from_names_and_changes_nothing(tmp_path: Path) -> None:
     assert data["last_update"] is None and data["stream"] is None
 
 
-def test_status_shows_the_last_update_run_and_the_streamer(tmp_path: Path) -> None:
-    build(tmp_path)
-    paths = LakePaths(tmp_path)
+def test_status_shows_the_last_update_run_and_the_streamer(lake_root: Location) -> None:
+    build(lake_root)
+    paths = LakePaths(lake_root)
     paths.store.put(paths.update_record, orjson.dumps({
         "finished": "2026-03-30T23:55:00Z", "result": "gaps", "exit": 4, "seconds": 1.5,
         "requests": 12, "gaps": 1, "errors": []}))
     paths.store.put(paths.stream_status, orjson.dumps({
         "pid": os.getpid(), "last_frame": "2026-03-30T23:59:59Z", "connections": 2,
         "reconnects": 0, "awaiting_repair": {}}))
-    code, out, _ = status(tmp_path)
+    code, out, _ = status(lake_root)
     assert code == 0
     assert "last update: 2026-03-30T23:55:00Z (gaps, exit 4), 1.5s, 12 requests" in out
     assert "stream: running" in out and "2 connections" in out
     for needle in ("candles", "BTC", "2026-03-28 00:00", "ETH"):
         assert needle in out
-    code, out, _ = status(tmp_path, "--json", "--market", "ETH")
+    code, out, _ = status(lake_root, "--json", "--market", "ETH")
     data = orjson.loads(out)
     assert [s["market"] for s in data["series"]] == ["ETH"]
     assert data["stream"]["alive"] is True and data["last_update"]["exit"] == 4

@@ -17,6 +17,7 @@ from hyperlake.emulator.config import FaultRule
 from hyperlake.emulator.server import Emulator, frozen_config
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.paths import LakePaths, SeriesKey
+from hyperlake.lake.store import Location
 from hyperlake.query.catalog import connect
 from hyperlake.query.loaders import features
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
@@ -68,9 +69,10 @@ def run_at(emu: Emulator, config: Path, at_ms: int, rate: float = RATE,
 
 
 def test_three_runs_hours_apart_land_what_one_backfill_lands(
-        make_emulator: StartEmulator, tmp_path: Path) -> None:
+        make_emulator: StartEmulator, tmp_path: Path, lake_root: Location) -> None:
+    """(On an s3:// root, compared with the one run on a local lake.)"""
     emu = generous(make_emulator, T0)
-    lake, backfill = tmp_path / "lake", tmp_path / "backfill"
+    lake, backfill = lake_root, tmp_path / "backfill"
     config = write_config(tmp_path, THREE_RUNS.format(lake=lake))
     runs = [run_at(emu, config, T0 + hours * HOUR_MS) for hours in (0, 2, 5)]
 

@@ -11,8 +11,10 @@ from typing import Any
 import orjson
 
 from hyperlake.emulator.server import Emulator
+from hyperlake.lake.store import Location
 from hyperlake.query.catalog import connect
 from hyperlake.schemas.times import format_instant
+from tests.conftest import lake_tree
 from tests.pipelines.test_candles_support import cli_env
 
 UPDATE = [sys.executable, "-m", "hyperlake.cli", "update"]
@@ -61,7 +63,8 @@ CANDLE_VALUES = "market, interval, epoch_ms(t), o, h, l, c, v, n, x"
 FUNDING_VALUES = "market, epoch_ms(time), fundingRate, premium"
 
 
-def lake_values(lake: Path, dataset: str, before_ms: int | None = None) -> list[tuple[Any, ...]]:
+def lake_values(lake: Location, dataset: str,
+                before_ms: int | None = None) -> list[tuple[Any, ...]]:
     """Every row of a compacted dataset (what a source said, not when it was fetched),
     sorted, optionally only keys before ``before_ms``."""
     columns, key = {"candles": (CANDLE_VALUES, "t"), "funding": (FUNDING_VALUES, "time")}[dataset]
@@ -70,6 +73,7 @@ def lake_values(lake: Path, dataset: str, before_ms: int | None = None) -> list[
     return [tuple(r) for r in rows.fetchall()]
 
 
-def leftovers(lake: Path) -> list[Path]:
-    """Temporary files of interrupted atomic writes, anywhere in the lake."""
-    return [p for p in lake.rglob(".tmp-*")]
+def leftovers(lake: Location) -> list[str]:
+    """Temporary files of interrupted atomic writes, anywhere in the lake (an object
+    store has none by construction: every object is one PUT)."""
+    return [name for name in lake_tree(lake) if "/.tmp-" in f"/{name}"]

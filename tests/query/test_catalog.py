@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hyperlake.errors import UserError
-from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.paths import LAKE_FILE, LakePaths
 from hyperlake.lake.store import Location, ObjectPath
 from hyperlake.query.catalog import connect
 from hyperlake.query.loaders import features, load_candles
 from hyperlake.schemas.intervals import DAY_MS, HOUR_MS, MINUTE_MS
-from tests.conftest import LAKE_KINDS, on_disk
+from tests.conftest import LAKE_KINDS, lake_tree, on_disk
 from tests.query.test_catalog_support import (
     T0,
     Funding,
@@ -162,27 +162,16 @@ def test_leftover_temporaries_are_ignored(tmp_path: Path) -> None:
         {"n": 2}]
 
 
-def _snapshot(root: Location) -> dict[str, tuple[object, ...]]:
-    """Every file or object under ``root``, with its size and version."""
-    if isinstance(root, Path):
-        return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
-    from hyperlake.lake.s3 import ObjectStore
-
-    store = LakePaths(root).store
-    assert isinstance(store, ObjectStore)
-    return {key: tuple(rest) for key, *rest in store.list_entries(root.key)}
-
-
 def test_queries_write_nothing(odd_lake: OddLake,
                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = odd_lake[0]
-    before = _snapshot(root)
+    before = lake_tree(root)
     monkeypatch.chdir(tmp_path)
     con = connect(root)
     query(con, "SELECT market, avg(funding_apr) FROM candles_with_funding GROUP BY ALL "
                "ORDER BY ALL")
     con.close()
-    assert _snapshot(root) == before
+    assert lake_tree(root) == before
     assert list(tmp_path.iterdir()) == []
 
 
@@ -442,3 +431,44 @@ def test_one_day_over_a_year_on_the_store_gets_at_most_two_data_objects(
                              "2025-06-02T00:00:00Z")
     assert isinstance(frame, pl.DataFrame) and frame.height == 24
     assert len(data_objects(seen)) <= 2, sorted(data_objects(seen))
+
+
+@pytest.mark.parametrize("replacements", [1, 2])
+def test_a_partition_replaced_mid_query_is_read_again_or_named(
+        replacements: int, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads are pinned to the version the query's listing saw: a compaction replacing
+    a partition in between makes the query run once more (it sees the new rows); a
+    second replacement in a row is one line, exit 3 — never old offsets read in a new
+    object."""
+    from hyperlake.lake import objectfs
+    from hyperlake.lake.store import Replaced
+    from hyperlake.query.sql_output import run_query
+
+    lake = s3_server.lake("replaced")
+    write_bars(lake, make_bars("BTC", "1h", [T0 + i * HOUR_MS for i in range(48)]))
+    paths = LakePaths(lake)
+    day1 = paths.partition("candles", "BTC", "1h", "2025-01-01") / LAKE_FILE
+    assert isinstance(day1, ObjectPath)
+    con = connect(lake)
+    opened = objectfs.LakeFileSystem._open
+    done: list[int] = []
+
+    def compaction_replaces_then_open(self: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+        if path.endswith(str(day1).removeprefix("s3://")) and len(done) < replacements:
+            n = len(done) + 1  # after the query listed it, before it reads it
+            write_bars(lake, make_bars("BTC", "1h", [T0 + i * HOUR_MS for i in range(n)],
+                                       seed=n))
+            done.append(n)
+        return opened(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(objectfs.LakeFileSystem, "_open", compaction_replaces_then_open)
+    sql = "SELECT count(*) AS n FROM candles WHERE date = DATE '2025-01-01'"
+    if replacements == 1:
+        assert run_query(con, sql, lake).to_pylist() == [{"n": 1}]  # the new version
+        assert done == [1]
+        return
+    with pytest.raises(Replaced) as twice:
+        run_query(con, sql, lake)
+    message = str(twice.value)
+    assert twice.value.exit_code == 3 and "\n" not in message and "Traceback" not in message
+    assert message.startswith(f"query: {day1} was replaced (by a compaction)")

@@ -22,6 +22,7 @@ from hyperlake.lake.checkpoints import Series, ShardWriter
 from hyperlake.lake.ledger import Failure
 from hyperlake.lake.paths import LAKE_FILE, LakePaths, SeriesKey
 from hyperlake.lake.ranges import RangeSet, Span, buckets_in
+from hyperlake.lake.store import Location
 from hyperlake.pipelines.compact import CompactJob, run_compact
 from hyperlake.schemas.candles import CandleRow, candle_table
 from hyperlake.schemas.funding import FundingRow, funding_table
@@ -58,7 +59,7 @@ def candle_rows(start: int, end: int, interval: str = "1m",
     return rows
 
 
-def series(lake: Path, dataset: Dataset, market: str, interval: str,
+def series(lake: Location, dataset: Dataset, market: str, interval: str,
            source: str = "dwellir") -> Series:
     return Series(LakePaths(lake), SeriesKey(dataset, source, market, interval))
 
@@ -68,7 +69,7 @@ def commit(s: Series, span: Span, table: pa.Table, failures: tuple[Span, ...] = 
     writer.commit(span, table, [Failure(f, "http 500") for f in failures])
 
 
-def commit_candles(lake: Path, start: int, end: int, *, market: str = "BTC",
+def commit_candles(lake: Location, start: int, end: int, *, market: str = "BTC",
                    interval: str = "1m", source: str = "dwellir", skip: tuple[int, ...] = (),
                    failures: tuple[Span, ...] = ()) -> None:
     rows = candle_rows(start, end, interval, skip + tuple(f.start for f in failures))
@@ -76,18 +77,18 @@ def commit_candles(lake: Path, start: int, end: int, *, market: str = "BTC",
            candle_table(market, interval, source, rows), failures)
 
 
-def compact(lake: Path) -> None:
+def compact(lake: Location) -> None:
     run_compact(CompactJob(lake=lake))
 
 
-def clean_lake(lake: Path) -> Path:
+def clean_lake(lake: Location) -> Location:
     """BTC 1m over two hours of 2026-03-30, compacted."""
     commit_candles(lake, D0, D0 + 2 * HOUR_MS)
     compact(lake)
     return lake
 
 
-def partition_file(lake: Path, dataset: Dataset, market: str, interval: str,
+def partition_file(lake: Location, dataset: Dataset, market: str, interval: str,
                    date: str) -> Path:
     return on_disk(LakePaths(lake).partition(dataset, market, interval, date) / LAKE_FILE)
 
@@ -117,7 +118,7 @@ def hourly_funding(start: int, end: int, skip: tuple[int, ...] = (),
     return rows
 
 
-def commit_funding(lake: Path, start: int, end: int, rows: list[FundingRow],
+def commit_funding(lake: Location, start: int, end: int, rows: list[FundingRow],
                    market: str = "BTC") -> None:
     commit(series(lake, "funding", market, "1h", "hyperliquid"), Span(start, end),
            funding_table(market, "hyperliquid", rows))
@@ -126,14 +127,14 @@ def commit_funding(lake: Path, start: int, end: int, rows: list[FundingRow],
 # -- running the command ----------------------------------------------------------------
 
 
-def verify(capsys: pytest.CaptureFixture[str], lake: Path,
+def verify(capsys: pytest.CaptureFixture[str], lake: Location,
            *args: str) -> tuple[int, str, str]:
     code = main(["verify", "--lake", str(lake), *args])
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def verify_json(capsys: pytest.CaptureFixture[str], lake: Path,
+def verify_json(capsys: pytest.CaptureFixture[str], lake: Location,
                 *args: str) -> tuple[int, dict[str, Any]]:
     code, out, err = verify(capsys, lake, "--json", *args)
     assert err == ""
@@ -154,8 +155,8 @@ def counts(report: dict[str, Any], index: int = 0) -> dict[str, int]:
 # -- a clean lake -----------------------------------------------------------------------
 
 
-def test_a_clean_lake_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    lake = clean_lake(tmp_path)
+def test_a_clean_lake_passes(lake_root: Location, capsys: pytest.CaptureFixture[str]) -> None:
+    lake = clean_lake(lake_root)
     code, report = verify_json(capsys, lake)
     assert code == 0
     assert report["ok"] is True and report["violations"] == 0 and report["warnings"] == 0
@@ -202,12 +203,12 @@ def test_an_empty_lake_has_nothing_to_verify(tmp_path: Path,
 # -- gaps -------------------------------------------------------------------------------
 
 
-def test_buckets_confirmed_empty_do_not_fail(tmp_path: Path,
+def test_buckets_confirmed_empty_do_not_fail(lake_root: Location,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     quiet = (D0 + 5 * MINUTE_MS, D0 + 6 * MINUTE_MS, D0 + 90 * MINUTE_MS)
-    commit_candles(tmp_path, D0, D0 + 2 * HOUR_MS, skip=quiet)
-    compact(tmp_path)
-    code, report = verify_json(capsys, tmp_path)
+    commit_candles(lake_root, D0, D0 + 2 * HOUR_MS, skip=quiet)
+    compact(lake_root)
+    code, report = verify_json(capsys, lake_root)
     assert code == 0
     assert counts(report) == {"empty": 3}
     assert findings(report)["empty"]["first"] == ["2026-03-30T00:05:00Z",
@@ -216,12 +217,12 @@ def test_buckets_confirmed_empty_do_not_fail(tmp_path: Path,
     assert findings(report)["empty"]["severity"] == "info"
 
 
-def test_a_ledger_entry_fails_naming_the_span(tmp_path: Path,
+def test_a_ledger_entry_fails_naming_the_span(lake_root: Location,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     failed = Span(D0 + 10 * MINUTE_MS, D0 + 13 * MINUTE_MS)
-    commit_candles(tmp_path, D0, D0 + HOUR_MS, failures=(failed,))
-    compact(tmp_path)
-    code, report = verify_json(capsys, tmp_path)
+    commit_candles(lake_root, D0, D0 + HOUR_MS, failures=(failed,))
+    compact(lake_root)
+    code, report = verify_json(capsys, lake_root)
     assert code == 1
     assert counts(report) == {"failed": 3}, "failed buckets are not also counted empty"
     failed_finding = findings(report)["failed"]
@@ -230,24 +231,25 @@ def test_a_ledger_entry_fails_naming_the_span(tmp_path: Path,
     assert report["series"][0]["sources"]["dwellir"]["failed"] == 3
 
 
-def test_a_never_fetched_hole_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    commit_candles(tmp_path, D0, D0 + HOUR_MS)
-    commit_candles(tmp_path, D0 + 2 * HOUR_MS, D0 + 3 * HOUR_MS)
-    compact(tmp_path)
-    code, report = verify_json(capsys, tmp_path)
+def test_a_never_fetched_hole_fails(lake_root: Location,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    commit_candles(lake_root, D0, D0 + HOUR_MS)
+    commit_candles(lake_root, D0 + 2 * HOUR_MS, D0 + 3 * HOUR_MS)
+    compact(lake_root)
+    code, report = verify_json(capsys, lake_root)
     assert code == 1
     assert counts(report) == {"holes": 60}
     assert findings(report)["holes"]["first"] == ["2026-03-30T01:00:00Z/2026-03-30T02:00:00Z"]
     assert report["series"][0]["coverage"]["spans"] == 2
 
 
-def test_a_hole_filled_by_another_source_is_no_hole(tmp_path: Path,
+def test_a_hole_filled_by_another_source_is_no_hole(lake_root: Location,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    commit_candles(tmp_path, D0, D0 + HOUR_MS)
-    commit_candles(tmp_path, D0 + HOUR_MS, D0 + 2 * HOUR_MS, source="hydromancer")
-    commit_candles(tmp_path, D0 + 2 * HOUR_MS, D0 + 3 * HOUR_MS)
-    compact(tmp_path)
-    code, report = verify_json(capsys, tmp_path)
+    commit_candles(lake_root, D0, D0 + HOUR_MS)
+    commit_candles(lake_root, D0 + HOUR_MS, D0 + 2 * HOUR_MS, source="hydromancer")
+    commit_candles(lake_root, D0 + 2 * HOUR_MS, D0 + 3 * HOUR_MS)
+    compact(lake_root)
+    code, report = verify_json(capsys, lake_root)
     assert code == 0, counts(report)
     one = report["series"][0]
     assert one["coverage"]["buckets"] == 180
@@ -353,10 +355,12 @@ def test_a_row_outside_its_date_fails_and_its_twin_is_a_duplicate(
     assert report["series"][0]["partitions"] == 2
 
 
-def test_an_unreadable_partition_fails(tmp_path: Path,
+def test_an_unreadable_partition_fails(lake_root: Location,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    lake = clean_lake(tmp_path)
-    partition_file(lake, "candles", "BTC", "1m", "2026-03-30").write_bytes(b"not parquet")
+    lake = clean_lake(lake_root)
+    paths = LakePaths(lake)
+    paths.store.put(paths.partition("candles", "BTC", "1m", "2026-03-30") / LAKE_FILE,
+                    b"not parquet")
     code, report = verify_json(capsys, lake)
     assert code == 1
     assert counts(report) == {"unreadable": 1}, "its buckets are not reported empty"

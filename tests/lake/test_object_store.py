@@ -186,3 +186,33 @@ def test_the_lakes_own_writes_are_single_puts(lake: ObjectPath, s3_server: S3Ser
     assert [(r.method, "uploads" in r.query or "uploadId" in r.query) for r in seen] == [
         ("PUT", False)]
     assert paths.store.read(paths.root / "big.bin") == big
+
+
+@pytest.mark.parametrize(("lake_url", "endpoint", "says"), [
+    ("s3://no-such-bucket/lake", None, "the bucket no-such-bucket does not exist"),
+    ("s3://lake/x", "http://127.0.0.1:9", "cannot reach http://127.0.0.1:9 (check "
+                                          "$HYPERLAKE_S3_ENDPOINT and the network)"),
+    ("s3://", None, "not an object-store URL (s3://bucket/prefix)"),
+    ("gs://bucket/lake", None, "not an object-store URL (s3://bucket/prefix)"),
+])
+@pytest.mark.usefixtures("s3_server")
+def test_an_unusable_root_is_one_line_exit_2_before_any_write(
+        lake_url: str, endpoint: str | None, says: str) -> None:
+    env = {**os.environ, **({"HYPERLAKE_S3_ENDPOINT": endpoint} if endpoint else {})}
+    for command in (("compact",), ("sql", "SELECT 1")):
+        done = cli(*command, "--lake", lake_url, env=env)
+        assert done.returncode == 2 and done.stdout == ""
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+        assert done.stderr.startswith(f"hyperlake {command[0]}: error: --lake {lake_url}: "
+                                      f"{says}"), done.stderr
+
+
+def test_without_the_s3_extra_an_s3_root_says_how_to_get_it() -> None:
+    hide = ("import sys; sys.modules['obstore'] = None; from hyperlake.cli import main; "
+            "sys.exit(main(['compact', '--lake', 's3://lake/x']))")
+    done = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr == ("hyperlake compact: error: --lake s3://lake/x: a lake on object "
+                           "storage needs the s3 extra (pip install 'hyperlake[s3]'; obstore "
+                           "is missing)\n")

@@ -15,7 +15,8 @@ from typing import Any
 from hyperlake.emulator.server import Emulator
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.paths import LakePaths
-from tests.conftest import NOW_MS
+from hyperlake.lake.store import Location, ObjectPath, relative
+from tests.conftest import NOW_MS, lake_tree
 from tests.pipelines.update_support import summary, update_env
 
 BACKFILL = [sys.executable, "-m", "hyperlake.cli", "backfill"]
@@ -25,7 +26,7 @@ def backfill_env(emu: Emulator, **extra: str | None) -> dict[str, str]:
     return update_env(emu, NOW_MS, 0.0, None, **extra)
 
 
-def run_backfill(config: Path, lake: Path, env: dict[str, str], *extra: str,
+def run_backfill(config: Path, lake: Location, env: dict[str, str], *extra: str,
                  timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*BACKFILL, "--config", str(config), "--lake", str(lake), "--json",
                            *extra], env=env, capture_output=True, text=True, timeout=timeout,
@@ -45,13 +46,16 @@ def ok(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return summary(result)
 
 
-def lake_files(lake: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    """Every file of the lake by relative name, with a hash of its bytes (the writer
-    lock's content names its run: left out)."""
-    return {str(p.relative_to(lake)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(lake.rglob("*"))
-            if p.is_file() and p.name != "writer.lock"
-            and not str(p.relative_to(lake)).startswith(skip)}
+def lake_files(lake: Location, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every file (or object) of the lake by relative name, with a hash of its bytes
+    (the writer lock's or lease's content names its run: left out)."""
+    store = LakePaths(lake).store
+    names = ([str(p.relative_to(lake)) for p in sorted(lake.rglob("*")) if p.is_file()]
+             if isinstance(lake, Path) else
+             [relative(ObjectPath(lake.bucket, key), lake) for key in sorted(lake_tree(lake))])
+    return {name: hashlib.sha256(store.read(lake / name)).hexdigest() for name in names
+            if name.rpartition("/")[2] not in ("writer.lock", "writer.lease")
+            and not name.startswith(skip)}
 
 
 def parts(lake: Path) -> set[str]:

@@ -30,6 +30,8 @@ from tests.pipelines.backfill.support import (
 )
 from tests.pipelines.test_candles_support import seed_universe
 from tests.pipelines.update_support import lake_values, write_config
+from tests.s3_support import ENV as S3_ENV
+from tests.s3_support import S3Server
 
 StartEmulator = Callable[..., Emulator]
 
@@ -106,6 +108,36 @@ def test_compaction_on_the_cluster_is_byte_identical_to_one_process(
     assert many["compacted_groups"] == one["compacted_groups"] == 12
     assert lake_files(spread) == lake_files(alone)
     assert not parts(spread)
+
+
+def test_a_cluster_on_an_s3_lake_lands_what_one_process_lands_on_disk(
+        make_emulator: StartEmulator, cluster: distributed.LocalCluster,
+        client: distributed.Client, s3_server: S3Server, tmp_path: Path) -> None:
+    """The tasks go through the lake's own APIs only: on an s3:// lake (the driver
+    holding the lease, tasks committing under its grant) the cluster lands the rows of
+    one process on a local disk, every non-funding file byte for byte, and a second
+    submission asks nothing."""
+    emu = generous(make_emulator)
+    env = backfill_env(emu)
+    config = write_config(tmp_path, MARKETS)
+    s3_env = {name: os.environ[name] for name in (*S3_ENV, "HYPERLAKE_S3_ENDPOINT")}
+    # the workers started before the S3 server (a lambda: os.environ is the worker's)
+    client.run(lambda: os.environ.update(s3_env))
+    here, there = tmp_path / "here", s3_server.lake("backfill")
+
+    alone = ok(run_backfill(config, here, env))
+    spread = ok(run_backfill(config, there, env, "--scheduler", cluster.scheduler_address))
+
+    assert spread["where"] == cluster.scheduler_address
+    assert spread["violations"] == alone["violations"] == 0 and spread["gaps"] == 0
+    assert spread["requests"] == alone["requests"]
+    for dataset in ("candles", "funding"):
+        mine, theirs = lake_values(there, dataset), lake_values(here, dataset)
+        assert mine == theirs and len(mine) > 1000
+    assert lake_files(there, skip=("funding/",)) == lake_files(here, skip=("funding/",))
+    assert lake_files(there).keys() == lake_files(here).keys()
+    again = ok(run_backfill(config, there, env, "--scheduler", cluster.scheduler_address))
+    assert again["tasks"]["extract"] == 0 and again["requests"] == 0
 
 
 KILLED = '''\

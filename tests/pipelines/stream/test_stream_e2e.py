@@ -23,9 +23,11 @@ from hyperlake.emulator.market import Market, format_decimal
 from hyperlake.emulator.server import Emulator, frozen_config
 from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.paths import LakePaths, SeriesKey
+from hyperlake.lake.store import Location
 from hyperlake.pipelines.compact import CompactJob, run_compact
 from hyperlake.query.catalog import connect
 from hyperlake.schemas.intervals import bucket_opens
+from tests.conftest import on_disk
 from tests.pipelines.test_candles_support import cli_env, iso, ms, seed_universe
 
 T0 = ms("2026-03-30T00:00:00Z")
@@ -36,7 +38,7 @@ Bar = tuple[float, float, float, float, float, int]
 @dataclasses.dataclass
 class Stream:
     emu: Emulator
-    lake: Path
+    lake: Location
     rate: float
     anchor: float
 
@@ -56,21 +58,30 @@ class Stream:
         return T0 + int((time.time() - self.anchor) * 1000 * self.rate)
 
 
-@pytest.fixture
-def running(make_emulator: Any, tmp_path: Path) -> Iterator[Any]:
+def starter(make_emulator: Any, lake: Location) -> Any:
     """A way to start an emulator whose clock runs from T0 at ``rate``."""
     def start(rate: float, *faults: FaultRule) -> Stream:
         # a REST budget the repairs of hours of market in seconds cannot exhaust
         config = dataclasses.replace(frozen_config(T0, info_weight_per_minute=10**7),
                                      faults=faults)
         emu: Emulator = make_emulator(config, gateway=bool(faults))
-        lake = tmp_path / "lake"
         seed_universe(emu)
         anchor = time.time()
         emu.set_clock(T0, rate)
         return Stream(emu, lake, rate, anchor)
 
-    yield start
+    return start
+
+
+@pytest.fixture
+def running(make_emulator: Any, tmp_path: Path) -> Iterator[Any]:
+    yield starter(make_emulator, tmp_path / "lake")
+
+
+@pytest.fixture
+def running_anywhere(make_emulator: Any, lake_root: Location) -> Iterator[Any]:
+    """``running``, on a local lake and on an s3:// one (the stream's lock a lease)."""
+    yield starter(make_emulator, lake_root)
 
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[str, str]:
@@ -91,7 +102,7 @@ def model_bar(coin: str, interval: str, open_ms: int) -> Bar | None:
             float(format_decimal(candle.volume_lots, inst.sz_decimals)), candle.trades)
 
 
-def lake_bars(lake: Path) -> dict[tuple[str, str, int], tuple[Bar, str]]:
+def lake_bars(lake: Location) -> dict[tuple[str, str, int], tuple[Bar, str]]:
     con = connect(lake)
     rows = con.execute("SELECT market, interval, epoch_ms(t), o, h, l, c, v, n, source "
                        "FROM candles").fetchall()
@@ -102,7 +113,7 @@ def lake_bars(lake: Path) -> dict[tuple[str, str, int], tuple[Bar, str]]:
     return out
 
 
-def assert_exact(lake: Path, coins: list[str], intervals: list[str]) -> dict[str, int]:
+def assert_exact(lake: Location, coins: list[str], intervals: list[str]) -> dict[str, int]:
     """Compact; then every bucket the stream's series settle holds exactly the REST
     candle (or nothing, when the bucket had no trade). Returns rows per source."""
     run_compact(CompactJob(lake=lake))
@@ -142,7 +153,7 @@ def test_bars_are_exact_through_dropped_closed_and_stalled_connections(
     assert sum(e["event"] == "lost" for e in events) >= 1, "the faults never hit"
     sources = assert_exact(stream.lake, coins, intervals)
     assert sources.get("stream", 0) > 100
-    status = orjson.loads((stream.lake / "_state/stream/status.json").read_bytes())
+    status = orjson.loads(on_disk(stream.lake / "_state/stream/status.json").read_bytes())
     assert status["reconnects"] >= 1 and status["duplicates"] > 0
 
 
@@ -168,8 +179,8 @@ def test_kill_minus_9_and_restart_lose_and_duplicate_nothing(running: Any) -> No
             assert len(done.spans) == 1, (coin, interval, done)  # no hole left
 
 
-def test_a_long_stall_is_repaired_from_rest_with_its_source(running: Any) -> None:
-    stream = running(300.0, FaultRule("ws", "ws_stall", 0.3))
+def test_a_long_stall_is_repaired_from_rest_with_its_source(running_anywhere: Any) -> None:
+    stream = running_anywhere(300.0, FaultRule("ws", "ws_stall", 0.3))
     process = stream.start("--coins", "BTC", "--intervals", "1m", "--grace", "60s",
                            HYPERLAKE_SETTLE="60", HYPERLAKE_WS_STALE="3")
     while stream.now_ms() < T0 + 90 * 60_000:
@@ -233,8 +244,8 @@ def test_bad_input_is_one_line_before_any_connection(running: Any, argv: list[st
     assert stream.emu.stats().get("ws_messages_in", 0) == 0
 
 
-def test_a_second_streamer_on_the_lake_exits_3(running: Any) -> None:
-    stream = running(10.0)
+def test_a_second_streamer_on_the_lake_exits_3(running_anywhere: Any) -> None:
+    stream = running_anywhere(10.0)
     first = stream.start("--coins", "BTC")
     time.sleep(1.5)
     second = stream.start("--coins", "ETH")

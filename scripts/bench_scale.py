@@ -1,7 +1,9 @@
-"""Whole-lake compaction: one process against a Dask cluster of two worker processes.
+"""Whole-lake compaction: one process against a Dask cluster of two worker processes;
+and the overhead of an s3:// lake root against local disk.
 
     python scripts/bench_scale.py [--markets 4] [--days 365] [--rounds 3] [--dir DIR]
     python scripts/bench_scale.py --days 30 --rounds 2      # a quick run
+    python scripts/bench_scale.py --only s3 [--s3-days 30]  # the object-store rows only
 
 A year of 1s bars for 4 markets (126 M rows at the defaults) is synthesised straight
 into checkpoint parts through the lake's writer API (``ShardWriter``, 50,000 buckets a

@@ -14,7 +14,10 @@ import pytest
 from hyperlake.cli import main
 from hyperlake.commands.output import ItemProgress
 from hyperlake.emulator.server import Emulator
+from hyperlake.lake.store import Location
 from hyperlake.query.plots import FUNDING_SIZE, heatmap_size, pixel_size
+from tests.conftest import LAKE_KINDS
+from tests.query.test_catalog_support import module_lake
 from tests.query.test_plots_support import FIRST_DAY, assert_drawn, emulator_lake
 
 
@@ -24,18 +27,19 @@ class Run(NamedTuple):
     err: str
 
 
-@pytest.fixture(scope="module")
-def lake(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return emulator_lake(emulator, tmp_path_factory.mktemp("lake"),
+@pytest.fixture(scope="module", params=LAKE_KINDS)
+def lake(request: pytest.FixtureRequest, emulator: Emulator,
+         tmp_path_factory: pytest.TempPathFactory) -> Location:
+    return emulator_lake(emulator, module_lake(request, tmp_path_factory, "lake"),
                          tmp_path_factory.mktemp("pacing"))
 
 
 @pytest.fixture
-def plot(lake: Path, capsys: pytest.CaptureFixture[str],
+def plot(lake: Location, capsys: pytest.CaptureFixture[str],
          monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
     monkeypatch.delenv("HYPERLAKE_LAKE", raising=False)
 
-    def run(*argv: str, lake_arg: Path | None = lake) -> Run:
+    def run(*argv: str, lake_arg: Location | None = lake) -> Run:
         extra = [] if lake_arg is None else ["--lake", str(lake_arg)]
         code = main(["plot", *argv, *extra])
         out, err = capsys.readouterr()

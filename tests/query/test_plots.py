@@ -45,6 +45,7 @@ from hyperlake.query.plots import (
 )
 from hyperlake.schemas.intervals import HOUR_MS, MINUTE_MS
 from hyperlake.schemas.times import parse_instant
+from tests.conftest import on_disk
 from tests.query.test_catalog_support import (
     T0,
     hourly_funding,
@@ -283,8 +284,8 @@ def test_many_bars_become_a_close_line_broken_at_missing_buckets() -> None:
 
 @pytest.fixture(scope="module")
 def lake(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return emulator_lake(emulator, tmp_path_factory.mktemp("lake"),
-                         tmp_path_factory.mktemp("pacing"))
+    return on_disk(emulator_lake(emulator, tmp_path_factory.mktemp("lake"),
+                                 tmp_path_factory.mktemp("pacing")))
 
 
 def test_funding_chart_from_the_emulator_lake(lake: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 from matplotlib.image import imread
 
 from hyperlake.emulator.server import Emulator
+from hyperlake.lake.store import Location
 from hyperlake.pipelines.candles.job import CandleJob, run_job
 from hyperlake.pipelines.compact import CompactJob, run_compact
 from hyperlake.pipelines.funding import FundingJob, run_funding
@@ -29,7 +30,7 @@ FIRST_DAY = ("2026-03-28T00:00:00Z", "2026-03-29T00:00:00Z")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def emulator_lake(emu: Emulator, root: Path, pacing: Path) -> Path:
+def emulator_lake(emu: Emulator, root: Location, pacing: Path) -> Location:
     """Extract and compact the lake described above into ``root``."""
     settings = SourceSettings(hyperliquid_url=emu.urls.hyperliquid, pinned_now_ms=NOW_MS,
                               hyperliquid_weight=1_000_000.0)

@@ -110,6 +110,20 @@ def test_compaction_on_the_cluster_is_byte_identical_to_one_process(
     assert not parts(spread)
 
 
+ON_S3 = '''\
+[markets]
+list = ["BTC", "kPEPE"]
+[candles]
+start = "2026-03-10"
+[candles.hydromancer]
+intervals = ["1h", "15m"]
+[candles.hyperliquid]
+intervals = ["4h"]
+[funding]
+start = "2026-03-15"
+'''
+
+
 def test_a_cluster_on_an_s3_lake_lands_what_one_process_lands_on_disk(
         make_emulator: StartEmulator, cluster: distributed.LocalCluster,
         client: distributed.Client, s3_server: S3Server, tmp_path: Path) -> None:
@@ -119,7 +133,7 @@ def test_a_cluster_on_an_s3_lake_lands_what_one_process_lands_on_disk(
     submission asks nothing."""
     emu = generous(make_emulator)
     env = backfill_env(emu)
-    config = write_config(tmp_path, MARKETS)
+    config = write_config(tmp_path, ON_S3)
     s3_env = {name: os.environ[name] for name in (*S3_ENV, "HYPERLAKE_S3_ENDPOINT")}
     # the workers started before the S3 server (a lambda: os.environ is the worker's)
     client.run(lambda: os.environ.update(s3_env))
@@ -133,7 +147,7 @@ def test_a_cluster_on_an_s3_lake_lands_what_one_process_lands_on_disk(
     assert spread["requests"] == alone["requests"]
     for dataset in ("candles", "funding"):
         mine, theirs = lake_values(there, dataset), lake_values(here, dataset)
-        assert mine == theirs and len(mine) > 1000
+        assert mine == theirs and len(mine) > 500
     assert lake_files(there, skip=("funding/",)) == lake_files(here, skip=("funding/",))
     assert lake_files(there).keys() == lake_files(here).keys()
     again = ok(run_backfill(config, there, env, "--scheduler", cluster.scheduler_address))

@@ -179,8 +179,8 @@ def test_kill_minus_9_and_restart_lose_and_duplicate_nothing(running: Any) -> No
             assert len(done.spans) == 1, (coin, interval, done)  # no hole left
 
 
-def test_a_long_stall_is_repaired_from_rest_with_its_source(running_anywhere: Any) -> None:
-    stream = running_anywhere(300.0, FaultRule("ws", "ws_stall", 0.3))
+def test_a_long_stall_is_repaired_from_rest_with_its_source(running: Any) -> None:
+    stream = running(300.0, FaultRule("ws", "ws_stall", 0.3))
     process = stream.start("--coins", "BTC", "--intervals", "1m", "--grace", "60s",
                            HYPERLAKE_SETTLE="60", HYPERLAKE_WS_STALE="3")
     while stream.now_ms() < T0 + 90 * 60_000:

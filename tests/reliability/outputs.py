@@ -9,6 +9,7 @@ loop is refused in one line. What arrives is byte for byte what a regular file g
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import stat
@@ -94,6 +95,14 @@ def drain(fifo: Path, into: list[bytes]) -> threading.Thread:
     return thread
 
 
+def release(fifo: Path) -> None:
+    """Open and close ``fifo`` for writing if a reader still waits to open it (an EOF for
+    it). Non-blocking: a reader that has just finished must not leave this open waiting
+    for a reader that never comes (a blocking open after an ``is_alive`` check hung)."""
+    with contextlib.suppress(OSError):  # ENXIO: no reader has it open, nothing to release
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
 def outputs_round(folder: Path, rng: random.Random, tries: int = 20) -> Tallies:
     tally = Tally(runs=1)
     lake = folder / "lake"
@@ -124,9 +133,7 @@ def outputs_round(folder: Path, rng: random.Random, tries: int = 20) -> Tallies:
             continue
         finally:
             if reader is not None:
-                if reader.is_alive():  # the run never opened the FIFO: let the reader go
-                    with open(final, "wb"):
-                        pass
+                release(final)  # the run never opened the FIFO: let the reader go
                 reader.join(timeout=30)
         tally.inputs += 1
         tally.note(kind)

@@ -86,14 +86,17 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 # -- synthetic checkpoints ---------------------------------------------------------------
 
-def second_candles(start: int, end: int, rng: np.random.Generator, fetched: int) -> pa.Table:
+def second_candles(start: int, end: int, rng: np.random.Generator, fetched: int,
+                   market: str = MARKET) -> pa.Table:
+    """1s candles of ``market`` from ``start`` to ``end``: a random walk (also
+    ``bench_scale``'s)."""
     t = np.arange(start, end, SECOND_MS, dtype=np.int64)
     count = len(t)
     close = np.round(90_000 + np.cumsum(rng.integers(-300, 301, count)) / 100, 2)
     o = np.round(close + rng.integers(-50, 51, count) / 100, 2)
     wick = rng.integers(0, 40, count) / 100
     return pa.table({
-        "market": pa.repeat(pa.scalar(MARKET), count),
+        "market": pa.repeat(pa.scalar(market), count),
         "interval": pa.repeat(pa.scalar(INTERVAL), count),
         "t": pa.array(t, TS), "t_close": pa.array(t + SECOND_MS - 1, TS),
         "o": o, "h": np.maximum(o, close) + wick, "l": np.minimum(o, close) - wick, "c": close,

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
+from bench_compact import second_candles  # scripts/: the same synthetic 1s candles
 
 from hyperlake.lake.checkpoints import Series, ShardWriter
 from hyperlake.lake.paths import LakePaths, SeriesKey
@@ -69,9 +69,7 @@ from hyperlake.pipelines.backfill.executors import Failed
 from hyperlake.pipelines.backfill.plan import lake_compaction
 from hyperlake.pipelines.backfill.tasks import DaysCompacted, GroupCompacted, Task, TaskContext
 from hyperlake.pipelines.settings import SourceSettings
-from hyperlake.schemas.candles import CANDLE_SCHEMA
 from hyperlake.schemas.intervals import DAY_MS, SECOND_MS
-from hyperlake.schemas.records import TS
 
 START = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 MARKETS = ("BTC", "ETH", "SOL", "HYPE", "kPEPE", "DOGE", "AVAX", "LINK")
@@ -80,26 +78,6 @@ TARGET = 1.7
 
 
 # -- the parts --------------------------------------------------------------------------
-
-
-def second_candles(market: str, start: int, end: int, rng: np.random.Generator,
-                   fetched: int) -> pa.Table:
-    t = np.arange(start, end, SECOND_MS, dtype=np.int64)
-    count = len(t)
-    close = np.round(90_000 + np.cumsum(rng.integers(-300, 301, count)) / 100, 2)
-    o = np.round(close + rng.integers(-50, 51, count) / 100, 2)
-    wick = rng.integers(0, 40, count) / 100
-    return pa.table({
-        "market": pa.repeat(pa.scalar(market), count),
-        "interval": pa.repeat(pa.scalar("1s"), count),
-        "t": pa.array(t, TS), "t_close": pa.array(t + SECOND_MS - 1, TS),
-        "o": o, "h": np.maximum(o, close) + wick, "l": np.minimum(o, close) - wick, "c": close,
-        "v": np.round(rng.exponential(0.3, count), 5),
-        "q": np.round(rng.exponential(27_000, count), 2),
-        "n": rng.integers(1, 60, count), "x": np.ones(count, dtype=bool),
-        "source": pa.repeat(pa.scalar("dwellir"), count),
-        "fetched_at": pa.array(np.full(count, fetched), TS),
-    }, schema=CANDLE_SCHEMA)
 
 
 def make_parts(lake: Path, markets: int, days: int) -> int:
@@ -113,7 +91,7 @@ def make_parts(lake: Path, markets: int, days: int) -> int:
         writer = ShardWriter(series, series.job_folder(job) / "shard-000")
         for start in range(job.start, job.end, PART_BUCKETS * SECOND_MS):
             span = Span(start, min(start + PART_BUCKETS * SECOND_MS, job.end))
-            table = second_candles(market, span.start, span.end, rng, job.end)
+            table = second_candles(span.start, span.end, rng, job.end, market)
             writer.commit(span, table, [])
             rows += table.num_rows
     return rows

@@ -51,6 +51,18 @@ def parquet_looks_whole(path: Path) -> str | None:
     return None
 
 
+def _glob(folder: Path, pattern: str, attempts: int = 5) -> list[Path]:
+    """``folder.glob(pattern)``, sorted. A folder another writer removes while the walk
+    reads it (a compaction task pruning an emptied job or series folder beside a verify
+    task) makes ``Path.glob`` raise FileNotFoundError: walk again, it is gone then."""
+    for _ in range(attempts - 1):
+        try:
+            return sorted(folder.glob(pattern))
+        except FileNotFoundError:
+            continue
+    return sorted(folder.glob(pattern))
+
+
 def _path(location: Location) -> Path:
     if not isinstance(location, Path):
         raise TypeError(f"{location} is not a path on this machine")
@@ -99,10 +111,10 @@ class LocalStore:
         return _path(location).resolve()
 
     def files(self, folder: Location, pattern: str) -> list[Location]:
-        return list[Location](sorted(_path(folder).glob(pattern)))
+        return list[Location](_glob(_path(folder), pattern))
 
     def dirs(self, folder: Location, pattern: str) -> list[Location]:
-        return list[Location](sorted(p for p in _path(folder).glob(pattern) if p.is_dir()))
+        return list[Location](p for p in _glob(_path(folder), pattern) if p.is_dir())
 
     def stat(self, location: Location) -> Entry | None:
         try:

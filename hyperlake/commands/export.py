@@ -62,7 +62,7 @@ def run_csv(args: argparse.Namespace) -> int:
     if target.note is not None:
         print(f"hyperlake export: note: {target.note}", file=sys.stderr)
     rows = export_csv(files, span, vendor_columns(market, interval), target,
-                      open_store(root).polars_options())
+                      open_store(root))
     # The summary goes to stderr when the CSV itself goes to stdout.
     summary = sys.stderr if target.is_stdout else sys.stdout
     if rows == 0:

@@ -176,8 +176,8 @@ class LocalStore:
     def lock(self, lock_file: Location) -> WriterLock:
         return LakeLock(_path(lock_file))
 
-    def polars_options(self) -> dict[str, str] | None:
-        return None
+    def arrow_files(self, locations: Sequence[Location]) -> tuple[Any, list[str]]:
+        return None, [str(location) for location in locations]
 
     def attach(self, con: Any) -> None:
         return None

@@ -319,8 +319,15 @@ class ObjectStore:
 
     # -- what readers need ---------------------------------------------------------------
 
-    def polars_options(self) -> dict[str, str] | None:
-        return _polars_options()
+    def arrow_files(self, locations: Sequence[Location]) -> tuple[Any, list[str]]:
+        """Read through ``lake.objectfs`` (pinned ranged GETs, as DuckDB's reads)."""
+        from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+        from hyperlake.lake.objectfs import LakeFileSystem
+
+        names = [f"{_object(location).bucket}/{_object(location).key}"
+                 for location in locations]
+        return PyFileSystem(FSSpecHandler(LakeFileSystem(self))), names
 
     def attach(self, con: Any) -> None:
         """DuckDB reads ``s3://`` through the lake's adapter, never through ``httpfs``
@@ -471,30 +478,6 @@ def _profile_credentials() -> Any:
     except ValueError:
         raise UserError("no AWS credentials found for the profile: set "
                         "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE") from None
-
-
-def _polars_options() -> dict[str, str]:
-    """polars' ``storage_options`` for the same store (its object_store takes the same
-    keys obstore does)."""
-    options = {"aws_region": _region()}
-    endpoint = _endpoint()
-    if endpoint is not None:
-        options["aws_endpoint_url"] = endpoint
-        options["aws_allow_http"] = "true" if endpoint.startswith("http://") else "false"
-    for env, key in (("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
-                     ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
-                     ("AWS_SESSION_TOKEN", "aws_session_token")):
-        value = os.environ.get(env)
-        if value:
-            options[key] = value
-    provider = _profile_credentials()
-    if provider is not None and "aws_access_key_id" not in options:
-        frozen = provider()
-        options["aws_access_key_id"] = frozen["access_key_id"]
-        options["aws_secret_access_key"] = frozen["secret_access_key"]
-        if frozen.get("token"):
-            options["aws_session_token"] = str(frozen["token"])
-    return options
 
 
 _STORES: dict[str, ObjectStore] = {}

@@ -270,8 +270,15 @@ class Store(Protocol):
         """The writer lock (or another lock) whose state lives at ``lock_file``."""
         ...
 
-    def polars_options(self) -> dict[str, str] | None:
-        """``storage_options`` for polars reading this store (None: a local path)."""
+    def arrow_files(self, locations: Sequence[Location]) -> tuple[Any, list[str]]:
+        """(a pyarrow filesystem, the names of ``locations`` on it) for reading these
+        files with pyarrow; the filesystem is None on local disk, where polars reads
+        the paths itself. On an object store the bytes come through the lake's own
+        client: polars' cloud reader is never used, because it leaves a thread behind
+        that reads the process's environment, and any later change to ``os.environ``
+        (from any thread) can then crash the process (glibc's getenv/setenv are not
+        thread-safe; reproduced with polars 2.1 in a few seconds of ``os.environ``
+        updates after one ``scan_parquet`` of an ``s3://`` URL)."""
         ...
 
     def attach(self, con: Any) -> None:

@@ -16,10 +16,12 @@ a failed export leaves no partial file.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
-from hyperlake.lake.store import Location
+from hyperlake.lake.store import Location, Store
 from hyperlake.query.loaders import TimeRange
 from hyperlake.query.output_target import OutputTarget, write_output
 from hyperlake.query.read_errors import unreadable
@@ -39,38 +41,52 @@ def vendor_columns(market: str, interval: str) -> list[pl.Expr]:
 
 
 def read_partition(path: Location, span: TimeRange, columns: list[pl.Expr],
-                   storage: dict[str, str] | None = None) -> pl.DataFrame:
+                   source: tuple[Any, str] | None = None) -> pl.DataFrame:
     """One partition's rows inside ``span``, sorted by ``t``, in the vendor columns
-    (``storage``: polars' options for an object store)."""
+    (``source``: a pyarrow filesystem and the file's name on it, for an object store:
+    ``Store.arrow_files``)."""
     try:
-        frame = pl.read_parquet(str(path), columns=LAKE_COLUMNS, hive_partitioning=False,
-                                storage_options=storage)
-    except (pl.exceptions.PolarsError, OSError) as exc:
+        frame = _read_lake_columns(path, source)
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
         raise unreadable(path, exc) from None
     return frame.filter(span.filter("t")).sort("t").select(columns)
+
+
+def _read_lake_columns(path: Location, source: tuple[Any, str] | None) -> pl.DataFrame:
+    if source is None:
+        return pl.read_parquet(str(path), columns=LAKE_COLUMNS, hive_partitioning=False)
+    import pyarrow.parquet as pq  # an object store only
+
+    filesystem, name = source
+    frame = pl.from_arrow(pq.read_table(name, columns=LAKE_COLUMNS, filesystem=filesystem))
+    assert isinstance(frame, pl.DataFrame)  # a table, not a column
+    return frame
 
 
 class CsvRows:
     """The CSV text, a partition at a time; counts the rows it has produced."""
 
     def __init__(self, files: list[Location], span: TimeRange, columns: list[pl.Expr],
-                 storage: dict[str, str] | None = None) -> None:
+                 store: Store | None = None) -> None:
         self.files, self.span, self.columns = files, span, columns
-        self.storage = storage
+        filesystem, names = store.arrow_files(files) if store is not None else (None, [])
+        self.sources = [(filesystem, name) for name in names] if filesystem is not None \
+            else [None] * len(files)
         self.rows = 0
 
     def __iter__(self) -> Iterator[bytes]:
         yield (",".join(CSV_HEADER) + "\n").encode()
-        for path in self.files:
-            frame = read_partition(path, self.span, self.columns, self.storage)
+        for path, source in zip(self.files, self.sources, strict=True):
+            frame = read_partition(path, self.span, self.columns, source)
             self.rows += frame.height
             yield frame.write_csv(include_header=False, float_scientific=False,
                                   null_value="").encode()
 
 
 def export_csv(files: list[Location], span: TimeRange, columns: list[pl.Expr],
-               target: OutputTarget, storage: dict[str, str] | None = None) -> int:
-    """Write the header and every partition's rows to ``target``; returns the rows."""
-    rows = CsvRows(files, span, columns, storage)
+               target: OutputTarget, store: Store | None = None) -> int:
+    """Write the header and every partition's rows to ``target``; returns the rows
+    (``store``: the lake's, which says how its files are read)."""
+    rows = CsvRows(files, span, columns, store)
     write_output(target, rows)
     return rows.rows

@@ -175,11 +175,17 @@ def candle_files(lake: Location | str | None, market: str, interval: str,
 # --- scans ------------------------------------------------------------------------------
 
 def _scan_files(root: Location, files: list[Location]) -> pl.LazyFrame:
-    """The chosen lake files, nothing else (no Hive parsing of the lake's own path). On
-    an object store polars reads them itself, with the store's options (endpoint,
-    region, credentials): an explicit list, so it never lists or samples a folder."""
-    return pl.scan_parquet([str(f) for f in files], hive_partitioning=False,
-                           storage_options=open_store(root).polars_options())
+    """The chosen lake files, nothing else (no Hive parsing of the lake's own path): an
+    explicit list, so nothing lists or samples a folder. On local disk polars reads
+    them itself; on an object store pyarrow reads them through the lake's client
+    (``Store.arrow_files`` says why not polars' own), lazily, columns and row groups
+    as the query asks."""
+    filesystem, names = open_store(root).arrow_files(files)
+    if filesystem is None:
+        return pl.scan_parquet(names, hive_partitioning=False)
+    import pyarrow.dataset as ds  # an object store only
+
+    return pl.scan_pyarrow_dataset(ds.dataset(names, format="parquet", filesystem=filesystem))
 
 
 def _empty(schema: pl.Schema) -> pl.LazyFrame:

@@ -22,6 +22,7 @@ from hyperlake.lake.paths import LakePaths
 from hyperlake.lake.store import Location
 from hyperlake.query import catalog, loaders
 from hyperlake.query.loaders import (
+    candle_files,
     features,
     load_candles,
     scan_candles,
@@ -74,15 +75,23 @@ def bars_of(bars: list[Bars], market: str, interval: str) -> Bars:
 
 # -- scans -------------------------------------------------------------------------------
 
-def test_scan_is_lazy_and_reads_one_day_of_a_year(year_lake: Path) -> None:
+def test_scan_is_lazy_and_reads_one_day_of_a_year(year_lake: Location) -> None:
+    """The files are chosen by name before anything is read. On disk polars' plan names
+    them; on an object store pyarrow reads them (a Python scan in the plan), and the
+    objects a one-day load fetches are counted at the server (test_catalog)."""
     frame = scan_candles(year_lake, "BTC", "1h", JUNE_1, JUNE_2)
     assert isinstance(frame, pl.LazyFrame)
-    plan = frame.explain()
-    assert polars_sources(plan) == 1 and "date=2025-06-01" in plan
+    assert [str(f).split("/")[-2] for f in candle_files(year_lake, "BTC", "1h", JUNE_1,
+                                                         JUNE_2)] == ["date=2025-06-01"]
+    assert len(candle_files(year_lake, "BTC", "1h", JUNE_1, "2025-06-01T00:00:00.001Z")) == 1
+    assert len(candle_files(year_lake, "BTC", "1h")) == 365
+    if isinstance(year_lake, Path):
+        plan = frame.explain()
+        assert polars_sources(plan) == 1 and "date=2025-06-01" in plan
+        assert polars_sources(scan_candles(year_lake, "BTC", "1h").explain()) == 365
+    else:
+        assert "PYTHON SCAN" in frame.explain()
     assert frame.collect().height == 24
-    assert polars_sources(scan_candles(year_lake, "BTC", "1h", JUNE_1,
-                                       "2025-06-01T00:00:00.001Z").explain()) == 1
-    assert polars_sources(scan_candles(year_lake, "BTC", "1h").explain()) == 365
 
 
 def test_scan_candles_equals_what_was_written(odd_lake: OddLake) -> None:
@@ -348,3 +357,38 @@ def test_features_never_look_ahead(minutes: list[int], times: list[int],
     for row in frame.iter_rows(named=True):
         want = reference(round(row["t"].timestamp() * 1000), funding)
         assert row["funding_rate"] == (None if want is None else want[1])
+
+
+ENVIRONMENT_CHURN = """
+import os, sys, time
+from hyperlake.query.loaders import load_candles
+frame = load_candles(sys.argv[1], "BTC", "1h", "2025-01-01T00:00:00Z", "2025-01-03T00:00:00Z")
+print(frame.height, flush=True)
+deadline = time.monotonic() + 3
+while time.monotonic() < deadline:
+    for i in range(200):
+        os.environ[f"CHURN_{i}"] = "x" * 64
+    for i in range(200):
+        del os.environ[f"CHURN_{i}"]
+print("alive", flush=True)
+"""
+
+
+def test_an_object_store_read_leaves_no_thread_that_a_change_of_environment_crashes(
+        s3_server: object, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """polars' own cloud reader leaves a thread behind that reads the environment:
+    after one scan of an ``s3://`` URL, ``os.environ`` updates crashed the process
+    within ~1 s (glibc's getenv against setenv). The loaders read through the lake's
+    client instead (``Store.arrow_files``); this process lives through 3 s of updates."""
+    import subprocess
+    import sys
+
+    from tests.s3_support import S3Server
+
+    assert isinstance(s3_server, S3Server)
+    root = s3_server.lake("environment-churn")
+    write_bars(root, make_bars("BTC", "1h", [T0 + i * HOUR_MS for i in range(72)]))
+    done = subprocess.run([sys.executable, "-c", ENVIRONMENT_CHURN, str(root)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["48", "alive"]

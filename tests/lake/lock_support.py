@@ -20,9 +20,11 @@ sys.stdin.read()
 
 
 @contextlib.contextmanager
-def held_elsewhere(lock_file: Path) -> Iterator[subprocess.Popen[str]]:
-    """``lock_file`` locked by a child process until the block ends (or it is killed)."""
-    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_file)],
+def _holding(code: str, argument: str,
+             env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """A child running ``code`` until it says "held", kept until the block ends (its
+    stdin closed) or it is killed."""
+    process = subprocess.Popen([sys.executable, "-c", code, argument], env=env,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdin is not None and process.stdout is not None
     try:
@@ -33,6 +35,13 @@ def held_elsewhere(lock_file: Path) -> Iterator[subprocess.Popen[str]]:
             process.stdin.close()
         process.wait(timeout=30)
         process.stdout.close()
+
+
+@contextlib.contextmanager
+def held_elsewhere(lock_file: Path) -> Iterator[subprocess.Popen[str]]:
+    """``lock_file`` locked by a child process until the block ends (or it is killed)."""
+    with _holding(HOLDER, str(lock_file)) as process:
+        yield process
 
 
 LAKE_HOLDER = """
@@ -62,14 +71,5 @@ def lake_held_elsewhere(root: object,
     """The writer lock (a flock, or a lease on an object store) of the lake at ``root``
     held by a child process that has committed one checkpoint part, until the block
     ends (or the child is killed)."""
-    process = subprocess.Popen([sys.executable, "-c", LAKE_HOLDER, str(root)], env=env,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert process.stdin is not None and process.stdout is not None
-    try:
-        assert process.stdout.readline().strip() == "held"
+    with _holding(LAKE_HOLDER, str(root), env) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.stdin.close()
-        process.wait(timeout=30)
-        process.stdout.close()

@@ -33,7 +33,7 @@ def run_backfill(config: Path, lake: Location, env: dict[str, str], *extra: str,
                           stdin=subprocess.DEVNULL, check=False)
 
 
-def start_backfill(config: Path, lake: Path, env: dict[str, str],
+def start_backfill(config: Path, lake: Location, env: dict[str, str],
                    *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([*BACKFILL, "--config", str(config), "--lake", str(lake), "--json",
                              *extra], env=env, stdin=subprocess.DEVNULL,
@@ -58,7 +58,7 @@ def lake_files(lake: Location, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
             and not name.startswith(skip)}
 
 
-def parts(lake: Path) -> set[str]:
+def parts(lake: Location) -> set[str]:
     """The checkpoint parts of every series of the lake, by name."""
     paths = LakePaths(lake)
     return {str(path) for dataset in ("candles", "funding") for key in

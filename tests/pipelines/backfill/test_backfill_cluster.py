@@ -168,11 +168,16 @@ enabled = false
 
 def test_a_worker_killed_mid_task_leaves_the_lake_one_run_leaves(
         make_emulator: StartEmulator, cluster: distributed.LocalCluster,
-        client: distributed.Client, tmp_path: Path) -> None:
+        client: distributed.Client, s3_server: S3Server, tmp_path: Path) -> None:
+    """On an s3:// lake (the issue's setting: the loopback S3 server): a worker SIGKILLed
+    mid-task, Dask runs its task again elsewhere, and the lake ends byte for byte what
+    one uninterrupted process lands on a local disk."""
     emu = generous(make_emulator)
     env = backfill_env(emu)
     config = write_config(tmp_path, KILLED)
-    baseline, lake = tmp_path / "baseline", tmp_path / "lake"
+    s3_env = {name: os.environ[name] for name in (*S3_ENV, "HYPERLAKE_S3_ENDPOINT")}
+    client.run(lambda: os.environ.update(s3_env))  # workers started before the server
+    baseline, lake = tmp_path / "baseline", s3_server.lake("worker-killed")
     ok(run_backfill(config, baseline, env))
     emu.set_faults([FaultRule("hydromancer", "slow", 1.0, 0.4)])
 

@@ -11,12 +11,14 @@ import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import distributed
 
 from hyperlake.emulator.config import FaultRule
 from hyperlake.emulator.server import Emulator, frozen_config
 from hyperlake.lake.paths import LakePaths
+from hyperlake.lake.store import Location
 from tests.conftest import DWELLIR_KEY, NOW_MS, on_disk
 from tests.pipelines.backfill.support import (
     RateMeter,
@@ -56,6 +58,22 @@ def generous(make_emulator: StartEmulator, **extra: object) -> Emulator:
     return emu
 
 
+def assert_same_lake(spread: dict[str, Any], there: Location, alone: dict[str, Any],
+                     here: Location, rows_at_least: int) -> None:
+    """The cluster's run (``spread`` into ``there``) landed what one process landed
+    (``alone`` into ``here``): no violation or gap, the same requests and rows. Funding
+    rows carry the wall-clock time of their fetch; every other file (candle partitions
+    fetched under the pinned clock, coverage, row index, ledgers) is the same, byte for
+    byte, and no run left a temporary behind."""
+    assert spread["violations"] == alone["violations"] == 0 and spread["gaps"] == 0
+    assert spread["requests"] == alone["requests"]
+    for dataset in ("candles", "funding"):
+        mine, theirs = lake_values(there, dataset), lake_values(here, dataset)
+        assert mine == theirs and len(mine) > rows_at_least
+    assert lake_files(there, skip=("funding/",)) == lake_files(here, skip=("funding/",))
+    assert lake_files(there).keys() == lake_files(here).keys()
+
+
 def test_the_cluster_lands_what_one_process_lands_and_a_second_run_asks_nothing(
         make_emulator: StartEmulator, cluster: distributed.LocalCluster,
         tmp_path: Path) -> None:
@@ -69,16 +87,7 @@ def test_the_cluster_lands_what_one_process_lands_and_a_second_run_asks_nothing(
 
     assert alone["where"] == "in-process" and spread["where"] == cluster.scheduler_address
     assert spread["tasks"]["extract"] == 21 and spread["tasks"]["compact"] >= 12
-    assert spread["violations"] == alone["violations"] == 0 and spread["gaps"] == 0
-    assert spread["requests"] == alone["requests"]
-    for dataset in ("candles", "funding"):
-        mine, theirs = lake_values(there, dataset), lake_values(here, dataset)
-        assert mine == theirs and len(mine) > 1000
-    # Funding rows carry the wall-clock time of their fetch; every other file (candle
-    # partitions fetched under the pinned clock, coverage, row index, ledgers) is the
-    # same, byte for byte, and no run left a temporary behind.
-    assert lake_files(there, skip=("funding/",)) == lake_files(here, skip=("funding/",))
-    assert lake_files(there).keys() == lake_files(here).keys()
+    assert_same_lake(spread, there, alone, here, rows_at_least=1000)
 
     before = emu.stats()
     again = ok(run_backfill(config, there, env, "--scheduler", cluster.scheduler_address))
@@ -143,13 +152,7 @@ def test_a_cluster_on_an_s3_lake_lands_what_one_process_lands_on_disk(
     spread = ok(run_backfill(config, there, env, "--scheduler", cluster.scheduler_address))
 
     assert spread["where"] == cluster.scheduler_address
-    assert spread["violations"] == alone["violations"] == 0 and spread["gaps"] == 0
-    assert spread["requests"] == alone["requests"]
-    for dataset in ("candles", "funding"):
-        mine, theirs = lake_values(there, dataset), lake_values(here, dataset)
-        assert mine == theirs and len(mine) > 500
-    assert lake_files(there, skip=("funding/",)) == lake_files(here, skip=("funding/",))
-    assert lake_files(there).keys() == lake_files(here).keys()
+    assert_same_lake(spread, there, alone, here, rows_at_least=500)
     again = ok(run_backfill(config, there, env, "--scheduler", cluster.scheduler_address))
     assert again["tasks"]["extract"] == 0 and again["requests"] == 0
 

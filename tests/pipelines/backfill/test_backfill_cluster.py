@@ -262,7 +262,12 @@ HYDROMANCER_WEIGHT = 3000  # per minute: 2.5 requests a second (20 each)
 
 def test_plan_ceilings_hold_for_the_sum_of_the_tasks(
         make_emulator: StartEmulator, cluster: distributed.LocalCluster,
-        tmp_path: Path) -> None:
+        client: distributed.Client, s3_server: S3Server, tmp_path: Path) -> None:
+    """On an s3:// lake, as the cluster would run: requests counted per second at the
+    emulator never pass a Dwellir plan's ceiling or Hydromancer's weight budget."""
+    s3_env = {name: os.environ[name] for name in (*S3_ENV, "HYPERLAKE_S3_ENDPOINT")}
+    client.run(lambda: os.environ.update(s3_env))  # workers started before the server
+    lake = s3_server.lake("ceilings")
     emu = make_emulator(frozen_config(NOW_MS, info_weight_per_minute=10**7,
                                       hydromancer_weight_per_minute=HYDROMANCER_WEIGHT,
                                       dwellir_rate_overrides={DWELLIR_KEY: DWELLIR_RATE}))
@@ -271,12 +276,12 @@ def test_plan_ceilings_hold_for_the_sum_of_the_tasks(
     dwellir = RateMeter(emu, "dwellir_requests")
     with dwellir.running():
         rated = ok(run_backfill(write_config(tmp_path, DWELLIR_CEILING.format(
-            rate=DWELLIR_RATE)), tmp_path / "lake", env, "--stages", "extract",
+            rate=DWELLIR_RATE)), lake, env, "--stages", "extract",
             "--scheduler", cluster.scheduler_address))
     hydromancer = RateMeter(emu, "hydromancer_requests")
     with hydromancer.running():
         weighed = ok(run_backfill(write_config(tmp_path, HYDROMANCER_CEILING, "h.toml"),
-                                  tmp_path / "lake", env, "--stages", "extract",
+                                  lake, env, "--stages", "extract",
                                   "--scheduler", cluster.scheduler_address))
 
     stats = emu.stats()

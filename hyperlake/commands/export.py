@@ -61,8 +61,8 @@ def run_csv(args: argparse.Namespace) -> int:
     files = candle_files(root, market, interval, span.start_ms, span.end_ms)
     if target.note is not None:
         print(f"hyperlake export: note: {target.note}", file=sys.stderr)
-    rows = export_csv(files, span, vendor_columns(market, interval), target,
-                      open_store(root))
+    rows = export_csv(open_store(root), files, span, vendor_columns(market, interval),
+                      target)
     # The summary goes to stderr when the CSV itself goes to stdout.
     summary = sys.stderr if target.is_stdout else sys.stdout
     if rows == 0:

@@ -16,10 +16,10 @@ a failed export leaves no partial file.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from hyperlake.lake.store import Location, Store
 from hyperlake.query.loaders import TimeRange
@@ -40,53 +40,38 @@ def vendor_columns(market: str, interval: str) -> list[pl.Expr]:
     ]
 
 
-def read_partition(path: Location, span: TimeRange, columns: list[pl.Expr],
-                   source: tuple[Any, str] | None = None) -> pl.DataFrame:
-    """One partition's rows inside ``span``, sorted by ``t``, in the vendor columns
-    (``source``: a pyarrow filesystem and the file's name on it, for an object store:
-    ``Store.arrow_files``)."""
+def read_partition(store: Store, path: Location, span: TimeRange,
+                   columns: list[pl.Expr]) -> pl.DataFrame:
+    """One partition's rows inside ``span``, sorted by ``t``, in the vendor columns,
+    read through the lake's store (a path on disk; one GET of the object on a store)."""
     try:
-        frame = _read_lake_columns(path, source)
+        frame = pl.from_arrow(pq.read_table(store.parquet(path).source, columns=LAKE_COLUMNS))
     except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
         raise unreadable(path, exc) from None
+    assert isinstance(frame, pl.DataFrame)  # a table gives a frame, not a column
     return frame.filter(span.filter("t")).sort("t").select(columns)
-
-
-def _read_lake_columns(path: Location, source: tuple[Any, str] | None) -> pl.DataFrame:
-    if source is None:
-        return pl.read_parquet(str(path), columns=LAKE_COLUMNS, hive_partitioning=False)
-    import pyarrow.parquet as pq  # an object store only
-
-    filesystem, name = source
-    frame = pl.from_arrow(pq.read_table(name, columns=LAKE_COLUMNS, filesystem=filesystem))
-    assert isinstance(frame, pl.DataFrame)  # a table, not a column
-    return frame
 
 
 class CsvRows:
     """The CSV text, a partition at a time; counts the rows it has produced."""
 
-    def __init__(self, files: list[Location], span: TimeRange, columns: list[pl.Expr],
-                 store: Store | None = None) -> None:
-        self.files, self.span, self.columns = files, span, columns
-        filesystem, names = store.arrow_files(files) if store is not None else (None, [])
-        self.sources = [(filesystem, name) for name in names] if filesystem is not None \
-            else [None] * len(files)
+    def __init__(self, store: Store, files: list[Location], span: TimeRange,
+                 columns: list[pl.Expr]) -> None:
+        self.store, self.files, self.span, self.columns = store, files, span, columns
         self.rows = 0
 
     def __iter__(self) -> Iterator[bytes]:
         yield (",".join(CSV_HEADER) + "\n").encode()
-        for path, source in zip(self.files, self.sources, strict=True):
-            frame = read_partition(path, self.span, self.columns, source)
+        for path in self.files:
+            frame = read_partition(self.store, path, self.span, self.columns)
             self.rows += frame.height
             yield frame.write_csv(include_header=False, float_scientific=False,
                                   null_value="").encode()
 
 
-def export_csv(files: list[Location], span: TimeRange, columns: list[pl.Expr],
-               target: OutputTarget, store: Store | None = None) -> int:
-    """Write the header and every partition's rows to ``target``; returns the rows
-    (``store``: the lake's, which says how its files are read)."""
-    rows = CsvRows(files, span, columns, store)
+def export_csv(store: Store, files: list[Location], span: TimeRange, columns: list[pl.Expr],
+               target: OutputTarget) -> int:
+    """Write the header and every partition's rows to ``target``; returns the rows."""
+    rows = CsvRows(store, files, span, columns)
     write_output(target, rows)
     return rows.rows

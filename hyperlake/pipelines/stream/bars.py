@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 from hyperlake.pipelines.stream.trades import (
     PLAIN_SUM_LIMIT,
     SIZE_SCALE,
+    Summary,
     TradeBatch,
     size_units,
 )
@@ -69,11 +70,8 @@ class Bar(NamedTuple):
     revision: int  # 0: first emission; k: k-th correction by late trades
 
 
-#: What a run of trades contributes to one bucket: (time, tid, px of the opening trade,
-#: time, tid, px of the closing trade, h, l, volume in 10**-8 units, n). A plain tuple
-#: of numbers: built once per frame on the hot path, with nothing inside for the
-#: garbage collector to follow.
-_Summary = tuple[int, int, float, int, int, float, float, float, int, int]
+#: What a run of trades contributes to one bucket (trades.Summary).
+_Summary = Summary
 #: The running state of one bar: a summary's ten fields (as a list, in that order:
 #: built from a summary in one C call, updated in place), then its emissions so far
 #: minus one and the ``fetched_at`` of the last one: [0] opening time, [1] its tid,
@@ -348,7 +346,7 @@ class BarAggregator:
             batch = _in_time_order(batch)
             times = batch.times
         coin = batch.coin
-        part = self._finest.fold(coin, batch, None)
+        part = self._finest.fold(coin, batch, batch.summary)
         if not self._coarse:
             return
         carry = self._carries.get(coin)

@@ -117,7 +117,7 @@ class TradeDeduper:
         else:
             earliest, latest = min(batch.times), max(batch.times)
         count = len(tids)
-        if earliest > newest and (count == 1 or len(set(tids)) == count):
+        if earliest > newest and (batch.distinct or len(set(tids)) == count):
             kept = batch  # all new
         else:
             kept = self._filter(batch, memory.ids_since(earliest), newest - self.horizon_ms)

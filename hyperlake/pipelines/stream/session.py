@@ -55,7 +55,7 @@ from hyperlake.pipelines.stream.dedupe import TradeDeduper
 from hyperlake.pipelines.stream.feed import Connection, FeedSettings, shares
 from hyperlake.pipelines.stream.repair import Repaired, Repairer
 from hyperlake.pipelines.stream.sink import StreamSink
-from hyperlake.pipelines.stream.trades import Trade, TradeBatch
+from hyperlake.pipelines.stream.trades import NATIVE_SCANNER, Trade, TradeBatch
 from hyperlake.schemas.intervals import DAY_MS, bucket_start, first_open, next_bucket
 from hyperlake.schemas.times import format_instant
 from hyperlake.schemas.vocabulary import Dataset
@@ -404,6 +404,7 @@ class StreamSession:
         return {
             "pid": os.getpid(), "now": format_instant(now),
             "started": format_instant(self.started_ms),
+            "frames_read_by": "native scanner" if NATIVE_SCANNER else "msgspec",
             "last_frame": format_instant(max(self.last_frame_ms.values(), default=0)),
             "connections": len(self.connections),
             "reconnects": self.counts["reconnects"],

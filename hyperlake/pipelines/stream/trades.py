@@ -4,14 +4,23 @@ A ``trades`` frame is ``{"channel":"trades","data":[{coin, side, px, sz, time, h
 tid, users}, …]}`` (see tests/fixtures/ws_messages_real.jsonl): numbers as decimal
 strings, one coin per frame (a subscription is per coin), up to ~100 trades.
 
-Speed: msgspec decodes straight into typed structs, checking every field in C (types,
-``side`` in {A, B}, prices and sizes finite and > 0, times and ids ≥ 0) and skipping
-``users`` without building it; that is about twice as fast as ``orjson.loads`` plus a
-Python check per field. The decoder is lax (``strict=False``) because the wire sends
+Speed: the usual trades frame is read by a native scanner (``_scan.c``, built at
+install where a C compiler is found): one pass over the text that checks it as JSON
+and writes the columns straight from it, with the frame's summary for the
+aggregator and whether any tid comes twice; no trade object is made (:attr:`TradeBatch.records`
+decodes them when someone stores trades). It declines anything unusual (an escape in
+a string, a number sent as a JSON number, a key given twice…), and that frame, like
+every frame without the scanner, goes to msgspec (:func:`parse_frame_general`), which
+decodes straight into typed structs, checking every field in C (types, ``side`` in
+{A, B}, prices and sizes finite and > 0, times and ids ≥ 0) and skipping ``users``
+without building it. That decoder is lax (``strict=False``) because the wire sends
 numbers as decimal strings: they become floats correctly rounded, the very double
-``float(text)`` gives (checked by the tests); an integer sent as a string is accepted.
-The batch is then turned into columns once, so dedupe and aggregation work with
-C-level ``min``/``max``/``sum`` over lists instead of touching each trade in Python.
+``float(text)`` gives (checked by the tests), as the scanner's do; an integer sent as a
+string is accepted. Either way the batch is columns, so dedupe and aggregation work
+with C-level ``min``/``max``/``sum`` over lists instead of touching each trade in
+Python. The scanner's answers equal msgspec's on recorded, generated and mutated
+frames (tests/pipelines/stream/test_stream_scan.py); what it gains is measured by
+scripts/bench_stream.py.
 
 Exact volume: sizes have at most 8 decimals (a size is a multiple of 10**-szDecimals
 and szDecimals ≤ 8 on every market), so a volume is an integer number of 10**-8 units
@@ -35,7 +44,7 @@ rounded) is then the double nearest the exact decimal sum: the very value
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from math import fsum
 from typing import Annotated, Any, Literal
@@ -79,37 +88,66 @@ class _ExactSizeTrade(msgspec.Struct, frozen=True, gc=False):
     sz: str
 
 
+#: What a run of trades contributes to one bucket: (time, tid, px of the opening trade,
+#: time, tid, px of the closing trade, h, l, volume in 10**-8 units, n). A plain tuple
+#: of numbers: built once per frame on the hot path, with nothing inside for the
+#: garbage collector to follow (bars.py makes and merges them).
+Summary = tuple[int, int, float, int, int, float, float, float, int, int]
+
+
 @dataclass(slots=True)
 class TradeBatch:
     """The trades of one frame (one coin), as parallel columns in frame order; treat
     it as read-only. ``ordered`` says ``times`` never decrease (as the server sends
     them), so the first and last trades are the earliest and latest. ``units`` (sizes
     in exact 10**-8 units) is only set for a frame with a size too big for the float
-    path (module docstring); ``records`` keeps the validated trades for whoever stores
-    them (side, hash)."""
+    path (module docstring). ``distinct`` is True when the tids are known to be all
+    different (the native scanner checks; else whoever needs it does); ``summary`` is
+    the whole batch's :data:`Summary`, when the native scanner made it (in time order
+    only; a selection has none). :attr:`records` gives the validated trades (side, hash)
+    for whoever stores them: decoded from the frame when first asked for, since the
+    columns are all the bars need."""
 
     coin: str
     times: list[int]
     tids: list[int]
     px: list[float]
     sz: list[float]
-    records: list[Trade] = field(repr=False)
     ordered: bool
     total: float  # sum(sz) as the plain left-to-right float sum gives it
     units: list[int] | None = None
+    # what is known of the columns (hints: they do not take part in ==)
+    distinct: bool = field(default=False, compare=False)  # no tid twice (False: unknown)
+    summary: Summary | None = field(default=None, compare=False, repr=False)
+    # where records come from: given, or the frame's trades (those at ``picked``)
+    decoded: list[Trade] | None = field(default=None, repr=False, compare=False)
+    frame: bytes | str = field(default="", repr=False, compare=False)
+    picked: list[int] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.tids)
 
+    @property
+    def records(self) -> list[Trade]:
+        """The batch's trades as validated records, in column order."""
+        if self.decoded is None:
+            trades = _trades_of(self.frame)
+            picked = self.picked
+            self.decoded = trades if picked is None else [trades[i] for i in picked]
+        return self.decoded
+
     def select(self, indices: list[int]) -> TradeBatch:
         """The trades at ``indices`` (in that order) as a batch of their own."""
-        units = self.units
+        units, decoded, picked = self.units, self.decoded, self.picked
         times = [self.times[i] for i in indices]
         sizes = [self.sz[i] for i in indices]
         return TradeBatch(self.coin, times, [self.tids[i] for i in indices],
-                          [self.px[i] for i in indices], sizes,
-                          [self.records[i] for i in indices], _ordered(times), sum(sizes),
-                          None if units is None else [units[i] for i in indices])
+                          [self.px[i] for i in indices], sizes, _ordered(times), sum(sizes),
+                          None if units is None else [units[i] for i in indices],
+                          self.distinct, None,
+                          None if decoded is None else [decoded[i] for i in indices],
+                          self.frame,
+                          indices if picked is None else [picked[i] for i in indices])
 
     @classmethod
     def of(cls, records: list[Trade]) -> TradeBatch:
@@ -209,6 +247,23 @@ class _Envelope(msgspec.Struct, frozen=True):
     channel: str
 
 
+_Columns = tuple[str, list[int], list[int], list[float], list[float], bool, float, bool,
+                 Summary | None]
+
+
+def _native_scanner() -> Callable[[bytes | str], _Columns | None] | None:
+    """The native scanner (_scan.c), built where the install found a C compiler."""
+    try:
+        from hyperlake.pipelines.stream._scan import scan_trades
+    except ImportError:  # pragma: no cover - installed without a compiler
+        return None
+    return scan_trades
+
+
+_scan_trades = _native_scanner()
+#: Whether trade frames are read by the native scanner (else by msgspec alone).
+NATIVE_SCANNER = _scan_trades is not None
+
 _Known = _Trades | _Ack | Pong | _Error | _Candle
 _KNOWN: msgspec.json.Decoder[_Known] = msgspec.json.Decoder(_Known, strict=False)
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
@@ -217,7 +272,19 @@ _EXACT_SIZES = msgspec.json.Decoder(_ExactSizes)
 
 def parse_frame(frame: bytes | str) -> Frame:
     """What one WebSocket text frame says. Raises MalformedFrame for anything that is
-    neither the greeting nor a JSON object of a documented shape."""
+    neither the greeting nor a JSON object of a documented shape. The usual trades
+    frame is read by the native scanner (_scan.c) when it is built; the scanner
+    declines anything unusual, and :func:`parse_frame_general` reads that."""
+    if _scan_trades is not None:
+        columns = _scan_trades(frame)
+        if columns is not None:
+            return _scanned(frame, *columns)
+    return parse_frame_general(frame)
+
+
+def parse_frame_general(frame: bytes | str) -> Frame:
+    """:func:`parse_frame` by msgspec alone: every shape, every error message. The
+    native scanner's answers must equal this function's (the tests check)."""
     try:
         message = _KNOWN.decode(frame)
     except msgspec.DecodeError as exc:
@@ -257,10 +324,10 @@ def _batch(records: list[Trade], frame: bytes | str) -> TradeBatch:
     if count == 1:  # common on a quiet market: skip the column machinery
         t = records[0]
         units = _exact_sizes(frame) if t.sz >= FLOAT_SIZE_LIMIT else None
-        return TradeBatch(t.coin, [t.time], [t.tid], [t.px], [t.sz], records, True, t.sz,
-                          units)
+        return TradeBatch(t.coin, [t.time], [t.tid], [t.px], [t.sz], True, t.sz, units,
+                          True, None, records)
     if not count:
-        return TradeBatch("", [], [], [], [], [], True, 0.0)
+        return TradeBatch("", [], [], [], [], True, 0.0, None, True, None, records)
     coin = records[0].coin
     times = [t.time for t in records if t.coin == coin]  # one pass: times, one coin
     if len(times) != count:
@@ -269,8 +336,24 @@ def _batch(records: list[Trade], frame: bytes | str) -> TradeBatch:
     total = sum(sizes)  # ≥ every size (adding positive floats never rounds down past one)
     big = total >= FLOAT_SIZE_LIMIT and max(sizes) >= FLOAT_SIZE_LIMIT
     return TradeBatch(coin, times, [t.tid for t in records], [t.px for t in records], sizes,
-                      records, times == sorted(times), total,
-                      _exact_sizes(frame) if big else None)
+                      times == sorted(times), total, _exact_sizes(frame) if big else None,
+                      False, None, records)
+
+
+def _scanned(frame: bytes | str, coin: str, times: list[int], tids: list[int],
+             px: list[float], sz: list[float], ordered: bool, total: float,
+             distinct: bool, summary: Summary | None) -> TradeBatch:
+    """The batch of a frame the native scanner read (its records decoded on demand)."""
+    big = total >= FLOAT_SIZE_LIMIT and max(sz) >= FLOAT_SIZE_LIMIT
+    return TradeBatch(coin, times, tids, px, sz, ordered, total,
+                      _exact_sizes(frame) if big else None, distinct, summary, None, frame)
+
+
+def _trades_of(frame: bytes | str) -> list[Trade]:
+    """The validated trades of a frame already read once (so it is a trades frame)."""
+    message = _KNOWN.decode(frame)
+    assert isinstance(message, _Trades)
+    return message.data
 
 
 def size_units(sizes: Sequence[float], total: float | None = None) -> int:

@@ -25,6 +25,7 @@ from hyperlake.lake.checkpoints import Series
 from hyperlake.lake.paths import LakePaths, SeriesKey
 from hyperlake.lake.store import Location
 from hyperlake.pipelines.compact import CompactJob, run_compact
+from hyperlake.pipelines.stream.trades import NATIVE_SCANNER
 from hyperlake.query.catalog import connect
 from hyperlake.schemas.intervals import bucket_opens
 from tests.conftest import on_disk
@@ -155,6 +156,7 @@ def test_bars_are_exact_through_dropped_closed_and_stalled_connections(
     assert sources.get("stream", 0) > 100
     status = orjson.loads(on_disk(stream.lake / "_state/stream/status.json").read_bytes())
     assert status["reconnects"] >= 1 and status["duplicates"] > 0
+    assert status["frames_read_by"] == ("native scanner" if NATIVE_SCANNER else "msgspec")
 
 
 def test_kill_minus_9_and_restart_lose_and_duplicate_nothing(running: Any) -> None:

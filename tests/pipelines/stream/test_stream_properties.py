@@ -8,6 +8,8 @@ delivered in any order, with copies and late arrivals, as WebSocket text frames:
   exchange time lies in its bucket: nothing from after its end, nothing invented;
 - a bar is emitted at or after its deadline (bucket end + grace), and a late trade
   brings a later revision with a strictly later ``fetched_at``.
+
+Each runs with frames read by the native scanner and by msgspec alone (conftest).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +27,8 @@ from hyperlake.pipelines.stream.bars import Bar, BarAggregator
 from hyperlake.pipelines.stream.dedupe import TradeDeduper
 from hyperlake.pipelines.stream.trades import TradeBatch, parse_frame
 from hyperlake.schemas.intervals import MINUTE_MS, bucket_start, next_bucket
+
+pytestmark = pytest.mark.usefixtures("frame_reader")  # conftest: both readers
 
 START = 1_790_232_000_000
 GRACE = 2_000

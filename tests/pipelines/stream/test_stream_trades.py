@@ -34,6 +34,8 @@ from hyperlake.pipelines.stream.trades import (
 )
 from hyperlake.schemas.records import InvalidRecord
 
+pytestmark = pytest.mark.usefixtures("frame_reader")  # conftest: both readers
+
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "ws_messages_real.jsonl"
 
 

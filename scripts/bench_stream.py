@@ -6,12 +6,15 @@ popular recipe, in one run.
 Throughput: recorded-shape ``trades`` frames (``coin, side, px, sz, time, hash, tid,
 users`` as in tests/fixtures/ws_messages_real.jsonl; 8 coins with their own price and
 size decimals, trades of a block sharing one time, and every ~400 frames a
-resubscribe replaying the coin's last 30 trades) go through three implementations,
+resubscribe replaying the coin's last 30 trades) go through four implementations,
 one after the other, each timed in CPU seconds of this process (so: one core, and
 less sensitive to other load), best of 3:
 
 * ``hyperlake``: ``parse_frame`` → ``TradeDeduper.admit`` → ``BarAggregator.add``, and
-  ``close_due`` every 250 ms of the frames' clock;
+  ``close_due`` every 250 ms of the frames' clock; frames read by the native scanner
+  (``_scan.c``);
+* ``msgspec only``: the same with every frame read by ``parse_frame_general`` (what an
+  install without a C compiler runs, and what the scanner's gain is measured against);
 * ``recipe``: the popular recipe (the blog post "Building a Production-Grade Data
   Streamer for Hyperliquid"): ``json.loads``, its ``iter_trades`` generator with
   ``_safe_float`` and ``datetime.fromtimestamp``, one ``BarState`` per coin and
@@ -40,54 +43,50 @@ step) and reports the process RSS and the size of the core's own state (deduper 
 aggregator, every object reachable from them) after 1 h and after --hours. Target:
 flat, the --hours figure within 1.2x of the 1 h one.
 
-Measured (2026-11-30, a 2-core VM shared with other work: load average 2.7-3.0
-throughout, i.e. both cores busy; Python 3.11, msgspec 0.23; three runs of
-``--latency-seconds 0``, each interleaved with a run of the core as it was before
-(commit 253924c) under the same load):
+Measured (2026-11-30, Python 3.11, msgspec 0.23, the same 2-core VM; "quiet": load
+average 0.5, nothing else running; "busy": the other core kept busy by a fuzzing run):
 
-                            now                         before
-    mix 1-100 (20.9/frame)  1.28-1.43 M trades/s        0.91-1.00 M trades/s
-                            recipe 0.166-0.177 M        recipe 0.163-0.173 M
-                            → 7.4-8.5x the recipe       → 5.4-5.8x
-                            (2.5-2.8x lean)             (1.8-2.0x lean)
-    trades/frame    1       0.26-0.28 M/s  2.0-2.1x     0.16-0.19 M/s  1.2-1.4x
-                    3       0.45-0.48 M/s  2.9-3.5x     0.30-0.33 M/s  1.9-2.2x
-                    10      0.96-1.00 M/s  5.7-6.0x     0.73-0.81 M/s  4.4-4.8x
-                    30      1.60-1.62 M/s  9.2-9.5x     1.23-1.34 M/s  7.4-7.8x
-                    100     1.95-2.13 M/s  11.2-12.0x   1.48-1.67 M/s  8.9-9.3x
-    memory, 50 coins: RSS 62.0 → 63.7 MiB (1.03x), core state 3.26 → 3.20 MiB
-                      (8.2k buckets, 12.6k tids) from 1 h to 24 h (before: 5.89 MiB)
+                            hyperlake               msgspec only    recipe
+    mix 1-100, quiet        2.25 M trades/s 13.5x   1.37 M  8.2x    0.167 M
+    mix 1-100, busy         2.30 M trades/s 13.8x   1.37 M  8.2x    0.166 M
+    (hyperlake: 4.6x lean; the scanner alone: 1.6-1.7x the msgspec path)
+    trades/frame    1       0.31 M/s    2.4-2.5x    2.2x
+                    3       0.75-0.77   5.1x        3.1-3.2x
+                    10      1.78-1.81   11.0-11.2x  6.4-6.5x
+                    30      2.74-2.82   16.3-16.9x  9.8-10.0x
+                    100     3.51-3.58   21.0x       12.1x
+    memory, 50 coins: RSS 62.1 → 63.8 MiB (1.03x), core state 3.26 → 3.20 MiB
+                      (8.2k buckets, 12.6k tids) from 1 h to 24 h
+    close-to-durable (60 s, 5 coins, 1s + 1m): see the README's table
 
-≥ 300,000 trades/s holds from 3 trades per frame; ≥ 10x the recipe from 30-100 trades
-per frame (about 40), not on the mix. Where an average frame's ~14 µs go (20.9 trades;
-same machine): msgspec's decode into validated trades ~5 µs (240 ns a trade); the
-C-level passes the core cannot skip, four columns with the one-coin check, the order
-check, the size sum, the set that finds an id twice in a frame, max/min of the prices,
-another ~3.7 µs (decode plus these: 414-448 ns a trade, measured alone); the rest,
-~5-6 µs: the batch object and the calls between the three stages, the dedupe memory, the
-summary (and the lowest/highest tid of a block), the finest interval's bucket and the
-coarser ones' carry, about 0.8 bar lives per frame (a 1 s bar opens, closes, is
-emitted as a Bar and is dropped for almost every frame here) and the garbage
-collector's share (~0.7 µs, the Bars mostly). The recipe spends ~6 µs a trade, so
-tenfold means ≤ ~12.5 µs for that frame: more than the decode and the unavoidable
-passes leave for everything else. (The recipe does not dedupe; given the seen-tid set
-that hyperlake and lean pay for, it is ~5 % slower, which would read 7.8-8.9x: left
-out, the recipe stays as published.) Tried and measured: fusing parse, dedupe and
-aggregation into one function gains nothing (the calls are not the cost);
-mypyc-compiling bars.py and dedupe.py gains 4-8 % (trades.py does not compile: mypyc drops
-msgspec's class keywords such as ``tag_field``); Python 3.12 gives 8.2-8.5x and 3.13
-4.7-4.9x (its datetime and json make the recipe 1.5x faster). Coalescing each coin's
-frames and handing them to dedupe and aggregation as one batch (2026-11-30): a coin gets
-a frame every ~0.8 s of the mix's clock, so flushing at every 250 ms close joins 1.14
-frames, and holding a coin's frames until its oldest trade's 1 s bucket closes (the
-latest any bar allows) 3.2; on those groups admit costs 1.48 µs a frame instead of
-1.88 and add 3.76 instead of 3.99 (its work is per (coin, second) and per trade, and a
-coin has about one frame a second), while holding and joining cost 2.7 µs: 16.7-18.0 µs
-a frame against 15.3-16.6 for the same core frame by frame (6.9-7.2x against 7.7-8.0x),
-and at most 0.6 µs saved were joining free. What would reach 10x:
-doing the per-frame work in native code, i.e. decoding a frame straight into columns
-and its summary (a small Rust or C extension, or msgspec growing columnar decoding),
-which would cut the ~9 µs spent in Python and in separate C passes to a few µs.
+How the mix got past tenfold. Before the scanner (earlier the same day, both cores
+busy) the core ran 1.28-1.43 M trades/s, 7.4-8.5x the recipe: an average frame (20.9
+trades) cost ~14 µs, of which msgspec's decode into validated trade structs took ~5 µs
+and the C-level passes that turn them into columns (four columns with the one-coin
+check, the order check, the size sum, the set that finds an id twice, max/min of the
+prices) ~3.7 µs, while tenfold allows ~12.5 µs for everything (the recipe spends ~6 µs a
+trade). Tried and measured then, none enough: fusing parse, dedupe and aggregation
+into one function (no gain: the calls are not the cost), mypyc on bars.py and dedupe.py
+(+4-8 %; trades.py does not compile, mypyc drops msgspec's class keywords), Python 3.12
+(8.2-8.5x; 3.13 4.7-4.9x, its json and datetime make the recipe 1.5x faster), and
+coalescing a coin's frames into one batch (slower: 16.7-18.0 µs a frame against
+15.3-16.6; holding and joining cost 2.7 µs, at most 0.6 µs saved). What did it: the
+native scanner (``hyperlake/pipelines/stream/_scan.c``, ~700 lines of C, an optional
+extension) reads the frame's text once, checking it as JSON, and writes the columns
+straight from it (no trade objects; records are decoded by msgspec only when someone
+stores trades), plus the frame's summary and whether a tid comes twice, so the
+aggregator and the deduper skip their own passes on the usual frame. Per frame,
+measured alone on the mix: the scanner 3.6-4.0 µs against msgspec plus the column
+passes ~7.4 µs; admit 0.8 µs instead of 1.5; add and close 3.6 µs instead of 4.9;
+the whole core 9.0 µs instead of 14.8 (same run). Of the scanner's time about 30 % is
+finding the ends of strings (8 bytes at a time), 15 % the Python objects it makes.
+Libraries first, frame text → the four columns, same frames (µs a frame): orjson plus
+list comprehensions 12.4, pysimdjson's lazy document read item by item 8.3 (by JSON
+pointer 26.2), msgspec structs plus comprehensions 5.9; the scanner 3.6-4.0 while also
+checking every field, summarising the frame and checking its tids.
+Its answers equal the msgspec path's on recorded, generated and randomly damaged frames
+(tests/pipelines/stream/test_stream_scan.py), and scripts/fuzz_scan.py runs it under
+AddressSanitizer and UBSan.
 """
 
 from __future__ import annotations

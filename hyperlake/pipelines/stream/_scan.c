@@ -2,11 +2,12 @@
  *
  * scan_trades(frame) reads a WebSocket text frame (str or bytes) of the one shape the
  * live feed sends most, {"channel":"trades","data":[{coin, side, px, sz, time, hash,
- * tid, ...}, ...]}, and returns (coin, times, tids, px, sz, ordered, total) straight
- * from the text: no trade objects, no second pass per column. It returns None for
- * anything it does not fully recognise, and the caller then parses the frame the
- * general way (msgspec), which raises for what is malformed. So this scanner only ever
- * accepts a subset of what the general path accepts, and gives the very same values:
+ * tid, ...}, ...]}, and returns (coin, times, tids, px, sz, ordered, total, distinct,
+ * summary) straight from the text: no trade objects, no second pass per column. It
+ * returns None for anything it does not fully recognise, and the caller then parses
+ * the frame the general way (msgspec), which raises for what is malformed. So this
+ * scanner only ever accepts a subset of what the general path accepts, and gives the
+ * very same values:
  *
  * - the whole text is checked as JSON, values the frame does not use (users, extra
  *   keys) included: strings must be plain printable ASCII (an escape, a control
@@ -22,12 +23,15 @@
  *   CPython's own correctly rounded conversion;
  * - ``ordered`` says times never decrease; ``total`` is the plain left-to-right
  *   double sum of the sizes (trades.py's module docstring says why that is exact
- *   enough); an empty ``data`` gives None.
+ *   enough); ``distinct`` whether no tid comes twice; ``summary`` the frame's summary
+ *   as bars.py's _summarise makes it (trades.Summary), for a frame in time order whose
+ *   volume one rounding makes exact, else None; an empty ``data`` gives None.
  *
  * Memory safety: every read is checked against the end of the text; nothing is
- * written but the returned lists. tests/pipelines/stream/test_stream_scan.py compares
- * this scanner with the general path on recorded frames, generated frames and
- * mutated ones.
+ * written but the returned objects and a bounded stack. The tests
+ * (tests/pipelines/stream/test_stream_scan.py) compare this scanner with the general
+ * path on recorded, generated and randomly damaged frames; scripts/fuzz_scan.py runs
+ * it under AddressSanitizer and UBSan.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -513,47 +513,40 @@ static int frame(Cursor *c, Trades *ts) {
     return c->p == c->end && channel && seen_data && ts->count > 0;
 }
 
-/* One column as a list: a double or integer equal to the previous one shares its
- * object (times within a block, a price traded several times), so the usual frame
- * allocates fewer. */
-static PyObject *int_column(const Trades *ts, size_t offset) {
-    PyObject *list = PyList_New(ts->count), *item = NULL;
-    long long previous = 0;
-    if (list == NULL) {
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < ts->count; i++) {
-        long long value;
-        memcpy(&value, (const char *)&ts->items[i] + offset, sizeof value);
-        if (item == NULL || value != previous) {
-            if ((item = PyLong_FromLongLong(value)) == NULL) {
-                Py_DECREF(list);
-                return NULL;
-            }
-            previous = value;
-        } else {
-            Py_INCREF(item);
-        }
-        PyList_SET_ITEM(list, i, item);
-    }
-    return list;
+/* A time or tid, a price or size, from its 8 bytes. */
+typedef PyObject *(*Make)(uint64_t bits);
+
+static PyObject *make_int(uint64_t bits) {
+    long long value;
+    memcpy(&value, &bits, sizeof value);
+    return PyLong_FromLongLong(value);
 }
 
-static PyObject *float_column(const Trades *ts, size_t offset) {
+static PyObject *make_float(uint64_t bits) {
+    double value;
+    memcpy(&value, &bits, sizeof value);
+    return PyFloat_FromDouble(value);
+}
+
+/* One column (the field at ``offset`` of every trade) as a list: a value with the
+ * same bytes as the one before shares its object (times within a block, a price
+ * traded several times; doubles here are never -0.0 or NaN, so equal bytes are equal
+ * values and equal values equal bytes), so the usual frame allocates fewer. */
+static PyObject *column(const Trades *ts, size_t offset, Make make) {
     PyObject *list = PyList_New(ts->count), *item = NULL;
-    double previous = 0.0;
+    uint64_t previous = 0;
     if (list == NULL) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < ts->count; i++) {
-        double value;
-        memcpy(&value, (const char *)&ts->items[i] + offset, sizeof value);
-        if (item == NULL || value != previous) {
-            if ((item = PyFloat_FromDouble(value)) == NULL) {
+        uint64_t bits;
+        memcpy(&bits, (const char *)&ts->items[i] + offset, sizeof bits);
+        if (item == NULL || bits != previous) {
+            if ((item = make(bits)) == NULL) {
                 Py_DECREF(list);
                 return NULL;
             }
-            previous = value;
+            previous = bits;
         } else {
             Py_INCREF(item);
         }
@@ -653,10 +646,10 @@ static PyObject *columns(const Trades *ts) {
     if (coin != NULL) {
         PyUnicode_InternInPlace(&coin); /* a dict key everywhere downstream */
     }
-    if (coin && (times = int_column(ts, offsetof(Trade, time))) &&
-        (tids = int_column(ts, offsetof(Trade, tid))) &&
-        (px = float_column(ts, offsetof(Trade, px))) &&
-        (sz = float_column(ts, offsetof(Trade, sz))) &&
+    if (coin && (times = column(ts, offsetof(Trade, time), make_int)) &&
+        (tids = column(ts, offsetof(Trade, tid), make_int)) &&
+        (px = column(ts, offsetof(Trade, px), make_float)) &&
+        (sz = column(ts, offsetof(Trade, sz), make_float)) &&
         (whole = summary(ts, total, ordered, times, tids, px))) {
         result = Py_BuildValue("(OOOOOOdOO)", coin, times, tids, px, sz,
                                ordered ? Py_True : Py_False, total,

@@ -185,7 +185,7 @@ def frames(draw: st.DrawFn) -> str:
     return draw(SPACE) + obj(draw, members) + draw(SPACE)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(frames(), st.booleans())
 def test_any_generated_frame_is_read_alike(text: str, as_bytes: bool) -> None:
     event("scanned" if agrees(text.encode() if as_bytes else text) else "declined")

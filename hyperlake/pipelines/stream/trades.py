@@ -137,7 +137,8 @@ class TradeBatch:
         return self.decoded
 
     def select(self, indices: list[int]) -> TradeBatch:
-        """The trades at ``indices`` (in that order) as a batch of their own."""
+        """The trades at ``indices`` (distinct positions, in that order) as a batch of
+        their own; it keeps ``distinct`` and has no ``summary``."""
         units, decoded, picked = self.units, self.decoded, self.picked
         times = [self.times[i] for i in indices]
         sizes = [self.sz[i] for i in indices]

@@ -164,16 +164,16 @@ def test_bars_are_exact_through_dropped_closed_and_stalled_connections(
 def test_the_replay_after_a_reconnect_is_counted_once(running: Any) -> None:
     """A disconnect, then at once the resubscribe's replay of the last ~30 trades:
     those already counted are refused by tid, and the bars stay exact."""
-    stream = running(60.0)
+    stream = running(120.0)
     coins = ["BTC", "ETH"]
     process = stream.start("--coins", ",".join(coins), "--intervals", "1m", "--grace", "20s",
                            HYPERLAKE_SETTLE="30")
-    while stream.now_ms() < T0 + 3 * 60_000:
+    while stream.now_ms() < T0 + 4 * 60_000:
         time.sleep(0.2)
     stream.emu.set_faults([FaultRule("ws", "ws_disconnect", 1.0)])  # drawn once a second
     time.sleep(1.5)
     stream.emu.set_faults([])
-    while stream.now_ms() < T0 + 8 * 60_000:
+    while stream.now_ms() < T0 + 10 * 60_000:
         time.sleep(0.2)
     stop(process)
     status = orjson.loads(on_disk(stream.lake / "_state/stream/status.json").read_bytes())
@@ -232,7 +232,7 @@ def test_unrepairable_1s_buckets_go_to_the_ledger(running: Any) -> None:
 
 
 def test_csv_rows_are_whole_and_match_the_bars(running: Any, tmp_path: Path) -> None:
-    stream = running(120.0)
+    stream = running(300.0)
     csv_dir = tmp_path / "csv"
     csv_dir.mkdir()
     process = stream.start("--coins", "ETH", "--intervals", "1m", "--grace", "20s",

@@ -70,8 +70,6 @@ class Bar(NamedTuple):
     revision: int  # 0: first emission; k: k-th correction by late trades
 
 
-#: What a run of trades contributes to one bucket (trades.Summary).
-_Summary = Summary
 #: The running state of one bar: a summary's ten fields (as a list, in that order:
 #: built from a summary in one C call, updated in place), then its emissions so far
 #: minus one and the ``fetched_at`` of the last one: [0] opening time, [1] its tid,
@@ -87,11 +85,11 @@ _new_row = partial(tuple.__new__, CandleRow)  # CandleRow(...) without its Pytho
 _new_bar = partial(tuple.__new__, Bar)
 
 
-def _bucket(part: _Summary) -> _Bucket:
+def _bucket(part: Summary) -> _Bucket:
     return [*part, -1, -1]  # not emitted yet; stamped before any clock
 
 
-def _merge(bucket: _Bucket, part: _Summary | _Bucket) -> None:
+def _merge(bucket: _Bucket, part: Summary | _Bucket) -> None:
     """Fold a summary (or a carry's part: the same ten fields) into a bucket: o and c
     from the least and greatest (time, tid)."""
     first, first_tid, o, last, last_tid, c, high, low, units, n = part
@@ -154,7 +152,7 @@ class _Book:
         """Open time of the next bucket (intervals.next_bucket, inlined)."""
         return open_ms + self.step if self.step else next_bucket(open_ms, self.interval)
 
-    def merge(self, coin: str, open_ms: int, part: _Summary) -> None:
+    def merge(self, coin: str, open_ms: int, part: Summary) -> None:
         """Fold ``part`` into the bucket of (``open_ms``, ``coin``): open, closed (a
         late trade: re-emitted) or dropped (too late: counted, not applied)."""
         if open_ms < self.closed_before:
@@ -174,7 +172,7 @@ class _Book:
         else:
             _merge(bucket, part)
 
-    def fold(self, coin: str, batch: TradeBatch, part: _Summary | None) -> _Summary:
+    def fold(self, coin: str, batch: TradeBatch, part: Summary | None) -> Summary:
         """Apply a time-sorted batch; returns the whole batch's summary (``part``: the
         summary already made, if any). The usual batch lies in one open bucket:
         summarised once, merged right here; anything else (a batch across a boundary,
@@ -198,7 +196,7 @@ class _Book:
                 return part
         return self.add_slices(coin, batch, part)
 
-    def add_slices(self, coin: str, batch: TradeBatch, part: _Summary | None) -> _Summary:
+    def add_slices(self, coin: str, batch: TradeBatch, part: Summary | None) -> Summary:
         """Trades of a time-sorted batch, which may span several buckets: one slice
         each, merged whatever the bucket's state. Returns the whole batch's summary
         (``part`` if given, else the slices' summaries put together)."""
@@ -454,7 +452,7 @@ def _in_time_order(batch: TradeBatch) -> TradeBatch:
     return batch.select(sorted(range(len(times)), key=lambda i: (times[i], tids[i])))
 
 
-def _summarise(batch: TradeBatch, lo: int, hi: int) -> _Summary:
+def _summarise(batch: TradeBatch, lo: int, hi: int) -> Summary:
     """The summary of trades [lo, hi) of a batch sorted by time; among trades of equal
     time, the lowest tid opens and the highest closes."""
     times, tids, px = batch.times, batch.tids, batch.px
@@ -493,7 +491,7 @@ def _summarise(batch: TradeBatch, lo: int, hi: int) -> _Summary:
             min(prices), units, hi - lo)
 
 
-def _joined(earlier: _Summary, later: _Summary) -> _Summary:
+def _joined(earlier: Summary, later: Summary) -> Summary:
     """The summary of two consecutive slices of a time-sorted batch (every trade of
     ``later`` after every trade of ``earlier``)."""
     return (earlier[0], earlier[1], earlier[2], later[3], later[4], later[5],

@@ -324,9 +324,8 @@ def _batch(records: list[Trade], frame: bytes | str) -> TradeBatch:
     count = len(records)
     if count == 1:  # common on a quiet market: skip the column machinery
         t = records[0]
-        units = _exact_sizes(frame) if t.sz >= FLOAT_SIZE_LIMIT else None
-        return TradeBatch(t.coin, [t.time], [t.tid], [t.px], [t.sz], True, t.sz, units,
-                          True, None, records)
+        return TradeBatch(t.coin, [t.time], [t.tid], [t.px], [t.sz], True, t.sz,
+                          _exact_units_if_big(frame, [t.sz], t.sz), True, None, records)
     if not count:
         return TradeBatch("", [], [], [], [], True, 0.0, None, True, None, records)
     coin = records[0].coin
@@ -334,10 +333,9 @@ def _batch(records: list[Trade], frame: bytes | str) -> TradeBatch:
     if len(times) != count:
         raise MalformedFrame(f"trades of several coins in one frame: {_snippet(frame)}")
     sizes = [t.sz for t in records]
-    total = sum(sizes)  # ≥ every size (adding positive floats never rounds down past one)
-    big = total >= FLOAT_SIZE_LIMIT and max(sizes) >= FLOAT_SIZE_LIMIT
+    total = sum(sizes)
     return TradeBatch(coin, times, [t.tid for t in records], [t.px for t in records], sizes,
-                      times == sorted(times), total, _exact_sizes(frame) if big else None,
+                      times == sorted(times), total, _exact_units_if_big(frame, sizes, total),
                       False, None, records)
 
 
@@ -345,9 +343,17 @@ def _scanned(frame: bytes | str, coin: str, times: list[int], tids: list[int],
              px: list[float], sz: list[float], ordered: bool, total: float,
              distinct: bool, summary: Summary | None) -> TradeBatch:
     """The batch of a frame the native scanner read (its records decoded on demand)."""
-    big = total >= FLOAT_SIZE_LIMIT and max(sz) >= FLOAT_SIZE_LIMIT
     return TradeBatch(coin, times, tids, px, sz, ordered, total,
-                      _exact_sizes(frame) if big else None, distinct, summary, None, frame)
+                      _exact_units_if_big(frame, sz, total), distinct, summary, None, frame)
+
+
+def _exact_units_if_big(frame: bytes | str, sizes: list[float], total: float) -> list[int] | None:
+    """Every size in exact units, read from the frame's text, when one of them is too
+    big for the float path (module docstring); else None. ``total`` (their sum) is ≥
+    every size, so a small one spares the look at each."""
+    if total >= FLOAT_SIZE_LIMIT and max(sizes) >= FLOAT_SIZE_LIMIT:
+        return _exact_sizes(frame)
+    return None
 
 
 def _trades_of(frame: bytes | str) -> list[Trade]:

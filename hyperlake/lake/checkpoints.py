@@ -107,8 +107,11 @@ class Series:
 
     def quarantine_broken_parts(self) -> list[Quarantined]:
         """Move aside every part that is not a whole Parquet file (its name no longer
-        claims its span, so the span is fetched again)."""
-        moved = []
+        claims its span, so the span is fetched again); nothing listed where the store
+        cannot tear a file."""
+        moved: list[Quarantined] = []
+        if not self.store.can_tear:
+            return moved
         for _, path in self.parts():
             problem = self.store.torn_parquet(path)
             if problem is not None:

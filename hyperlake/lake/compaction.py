@@ -383,7 +383,10 @@ def quarantine_broken_partitions(paths: LakePaths, dataset: Dataset, stats: Comp
     only those with parts to merge now: a truncated partition must not stay claimed as
     covered until new data for its day happens to come (the extract runs would call
     the day complete, and its rows would never come back). ``wants`` limits the check
-    to the groups a run compacts (``update`` touches a few of a year-long lake's)."""
+    to the groups a run compacts (``update`` touches a few of a year-long lake's).
+    Nothing to look for, and nothing listed, where the store cannot tear a file."""
+    if not paths.store.can_tear:
+        return
     for market, interval in paths.lake_series(dataset):
         if not wants((dataset, market, interval)):
             continue

@@ -45,7 +45,14 @@ from typing import Any, Protocol
 
 import orjson
 
-from hyperlake.lake.lock import _HELD, GrantRevoked, LakeBusy, WorkerHold, hold_key
+from hyperlake.lake.lock import (
+    GrantRevoked,
+    LakeBusy,
+    WorkerHold,
+    held_lock,
+    note_held,
+    note_released,
+)
 from hyperlake.lake.store import IF_ABSENT, Conflict, IfMatch, ObjectPath, StoreError
 
 LEASE_TTL_ENV = "HYPERLAKE_LEASE_TTL"
@@ -155,13 +162,11 @@ class LeaseGrant:
 class Lease:
     """The lease of ``lease_file``, held by this process (re-entrant within it)."""
 
-    def __init__(self, store: LeaseStore, lease_file: ObjectPath,
-                 ttl_s: float | None = None, command: str | None = None) -> None:
+    def __init__(self, store: LeaseStore, lease_file: ObjectPath) -> None:
         self.store = store
         self.lease_file = lease_file
-        self.ttl_s = ttl_s if ttl_s is not None else ttl_from_env()
-        self.command = command if command is not None else " ".join(
-            [os.path.basename(sys.argv[0]) or "python", *sys.argv[1:3]])
+        self.ttl_s = ttl_from_env()
+        self.command = " ".join([os.path.basename(sys.argv[0]) or "python", *sys.argv[1:3]])
         self._holder: str | None = None
         self._version: str | None = None
         self._renewals = 0
@@ -183,14 +188,14 @@ class Lease:
         return self._holder
 
     def acquire(self) -> None:
-        current = _HELD.get(hold_key(self.lease_file))
+        current = held_lock(self.lease_file)
         if isinstance(current, Lease) and current is not self:
             self._shared = current
             return
         self._holder = uuid.uuid4().hex
         self._lost = None
         self._take()
-        _HELD[hold_key(self.lease_file)] = self
+        note_held(self.lease_file, self)
         self.store.guard(self)
         self._stop.clear()
         self._thread = threading.Thread(target=self._renew_loop, daemon=True,
@@ -206,7 +211,7 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.ttl_s)
-        _HELD.pop(hold_key(self.lease_file), None)
+        note_released(self.lease_file)
         self.store.guard(None, drop=self)
         if self._lost is None:
             # a conditional "released" marker: never clobbers a new holder's lease; taken

@@ -92,6 +92,7 @@ class LocalStore:
     """The lake in a folder on this machine (``lake.atomic``'s writes, ``flock``)."""
 
     lock_suffix: ClassVar[str] = ".lock"
+    can_tear: ClassVar[bool] = True
 
     def probe(self, root: Location) -> bool:
         import stat

@@ -157,6 +157,15 @@ def held_lock(lock_file: Any) -> WriterLock | None:
     return _HELD.get(hold_key(lock_file))
 
 
+def note_held(lock_file: Any, lock: WriterLock) -> None:
+    """Record that this process now holds ``lock`` at ``lock_file``."""
+    _HELD[hold_key(lock_file)] = lock
+
+
+def note_released(lock_file: Any) -> None:
+    _HELD.pop(hold_key(lock_file), None)
+
+
 def hold_key(lock_file: Any) -> str:
     return os.path.abspath(lock_file) if isinstance(lock_file, Path) else str(lock_file)
 
@@ -226,13 +235,13 @@ class LakeLock:
                      f"{HOLDER_PREFIX}{holder}\n".encode())
         self._fd = fd
         self._holder = holder
-        _HELD[hold_key(self.lock_file)] = self
+        note_held(self.lock_file, self)
 
     def release(self) -> None:
         if self._shared is not None:
             self._shared = None
             return
-        _HELD.pop(hold_key(self.lock_file), None)
+        note_released(self.lock_file)
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, 0)  # no holder: grants of this run end here

@@ -66,9 +66,10 @@ class LakeFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec is unt
         name = self._strip_protocol(path)
         seen = self.listed.get(name)
         if seen is None:
-            entry = self.store.stat(self._location(name))
+            location = self._location(name)
+            entry = self.store.stat(location)
             if entry is None:
-                if self.store.list_entries(self._location(name).key):
+                if self.store.probe(location):  # one request, not a listing of all below
                     return {"name": name, "size": 0, "type": "directory"}
                 raise FileNotFoundError(name)
             seen = self.listed[name] = (entry.size, entry.version, entry.modified)

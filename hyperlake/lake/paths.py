@@ -311,10 +311,6 @@ class LakePaths:
         a folder whose name is no date comes last, with None."""
         return [(p.date, p.folder) for p in self.partition_files(dataset, market, interval)]
 
-    def lake_files(self, folder: Location) -> list[Location]:
-        """The lake files of one partition folder (normally just ``part-0.parquet``)."""
-        return self.store.files(folder, LAKE_FILE_GLOB)
-
     def state_keys(self, dataset: Dataset) -> list[SeriesKey]:
         """Every series with a checkpoint, coverage or ledger folder, from folder names."""
         roots = (self.checkpoints(dataset), self.coverages(dataset), self.gaps(dataset),

@@ -168,6 +168,7 @@ class ObjectStore:
     """One bucket of an S3-compatible store (``Store``); one per bucket and process."""
 
     lock_suffix: ClassVar[str] = ".lease"
+    can_tear: ClassVar[bool] = False
 
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
@@ -259,14 +260,16 @@ class ObjectStore:
 
     def read_pinned(self, location: ObjectPath, version: str | None, start: int,
                     end: int) -> bytes:
-        """Bytes [start, end) of the version a listing saw; ``Replaced`` once it changed."""
+        """Bytes [start, end) of the version a listing saw; ``Replaced`` once it changed
+        (any other failure: the store's one-line errors)."""
         options: GetOptions = {"range": (start, end)}
         if version is not None:
             options["if_match"] = version
-        try:
-            return bytes(obstore.get(self.client, location.key, options=options).bytes())
-        except PreconditionError:
-            raise Replaced(f"{location} {REPLACED}; run the query again") from None
+        with _Requests(location):
+            try:
+                return bytes(obstore.get(self.client, location.key, options=options).bytes())
+            except PreconditionError:
+                raise Replaced(f"{location} {REPLACED}; run the query again") from None
 
     # -- writing -------------------------------------------------------------------------
 

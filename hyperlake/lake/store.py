@@ -197,6 +197,13 @@ class Store(Protocol):
         """The writer lock's file name suffix (``writer.lock`` / ``writer.lease``)."""
         ...
 
+    @property
+    def can_tear(self) -> bool:
+        """Whether a crash can leave a file torn (cut short) in this store: on disk, yes
+        (see ``lake.quarantine``); an object store's single PUTs land whole or not at
+        all, so there is nothing for :meth:`torn_parquet` to find and no need to look."""
+        ...
+
     def probe(self, root: Location) -> bool:
         """Whether ``root`` holds anything; UserError (one line) when it cannot be a
         lake root or cannot be reached."""

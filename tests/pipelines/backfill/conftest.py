@@ -1,5 +1,7 @@
 """A Dask cluster on loopback for the backfill tests: two worker processes, one thread
-each, as the issue's benchmark has them (started once for the session)."""
+each, as the issue's benchmark has them (started once for the session). It starts after
+the loopback S3 server, so every worker (and every nanny, which starts a killed worker
+again) has the server's endpoint and keys in its environment: none can ask AWS."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from collections.abc import Iterator
 import distributed
 import pytest
 
+from tests.s3_support import S3Server
+
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[distributed.LocalCluster]:
+def cluster(s3_server: S3Server) -> Iterator[distributed.LocalCluster]:
     import dask
 
     # A dead worker's source lease returns within seconds (the scheduler reads these

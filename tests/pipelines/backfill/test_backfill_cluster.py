@@ -32,7 +32,6 @@ from tests.pipelines.backfill.support import (
 )
 from tests.pipelines.test_candles_support import seed_universe
 from tests.pipelines.update_support import lake_values, write_config
-from tests.s3_support import ENV as S3_ENV
 from tests.s3_support import S3Server
 
 StartEmulator = Callable[..., Emulator]
@@ -56,14 +55,6 @@ def generous(make_emulator: StartEmulator, **extra: object) -> Emulator:
                                       hydromancer_weight_per_minute=10**7, **extra))
     seed_universe(emu)
     return emu
-
-
-def workers_use_the_s3_server(client: distributed.Client) -> None:
-    """Point the cluster's workers at the loopback S3 server: they started before it, so
-    their environment lacks its endpoint and keys (without them a worker would ask AWS).
-    A lambda: ``os.environ`` is the worker's own."""
-    s3_env = {name: os.environ[name] for name in (*S3_ENV, "HYPERLAKE_S3_ENDPOINT")}
-    client.run(lambda: os.environ.update(s3_env))
 
 
 def assert_same_lake(spread: dict[str, Any], there: Location, alone: dict[str, Any],
@@ -151,7 +142,6 @@ def test_a_cluster_on_an_s3_lake_lands_what_one_process_lands_on_disk(
     emu = generous(make_emulator)
     env = backfill_env(emu)
     config = write_config(tmp_path, ON_S3)
-    workers_use_the_s3_server(client)
     here, there = tmp_path / "here", s3_server.lake("backfill")
 
     alone = ok(run_backfill(config, here, env))
@@ -184,7 +174,6 @@ def test_a_worker_killed_mid_task_leaves_the_lake_one_run_leaves(
     emu = generous(make_emulator)
     env = backfill_env(emu)
     config = write_config(tmp_path, KILLED)
-    workers_use_the_s3_server(client)
     baseline, lake = tmp_path / "baseline", s3_server.lake("worker-killed")
     ok(run_backfill(config, baseline, env))
     emu.set_faults([FaultRule("hydromancer", "slow", 1.0, 0.4)])
@@ -270,7 +259,6 @@ def test_plan_ceilings_hold_for_the_sum_of_the_tasks(
         client: distributed.Client, s3_server: S3Server, tmp_path: Path) -> None:
     """On an s3:// lake, as the cluster would run: requests counted per second at the
     emulator never pass a Dwellir plan's ceiling or Hydromancer's weight budget."""
-    workers_use_the_s3_server(client)
     lake = s3_server.lake("ceilings")
     emu = make_emulator(frozen_config(NOW_MS, info_weight_per_minute=10**7,
                                       hydromancer_weight_per_minute=HYDROMANCER_WEIGHT,

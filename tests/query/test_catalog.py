@@ -31,7 +31,6 @@ from tests.query.test_catalog_support import (
     expected,
     files_read,
     hourly_funding,
-    local_only,
     make_bars,
     module_lake,
     odd_names_lake,
@@ -91,10 +90,12 @@ def test_view_types(odd_lake: OddLake) -> None:
     assert list(types)[-4:] == ["funding_hour", "funding_rate", "funding_apr", "premium"]
 
 
+@pytest.mark.parametrize("odd_lake", ["local"], indirect=True)  # reads the folder itself
 def test_odd_names_decode_in_every_engine(odd_lake: OddLake) -> None:
     """DuckDB (the view), polars and pyarrow with nothing but Hive partitioning."""
     root, bars, _ = odd_lake
-    folder = local_only(root)
+    assert isinstance(root, Path)
+    folder = root
     want = sorted({(one.market, one.interval) for one in bars})
     assert ("kPEPE", "1m") in want and ("kPEPE", "1M") in want
     duck = query(connect(root), "SELECT DISTINCT market, interval FROM candles")
@@ -107,9 +108,11 @@ def test_odd_names_decode_in_every_engine(odd_lake: OddLake) -> None:
     assert sorted(set(zip(*table.to_pydict().values(), strict=True))) == want
 
 
+@pytest.mark.parametrize("odd_lake", ["local"], indirect=True)  # reads the folder itself
 def test_polars_and_pyarrow_read_the_same_values(odd_lake: OddLake) -> None:
     root, bars, _ = odd_lake
-    folder = local_only(root)
+    assert isinstance(root, Path)
+    folder = root
     want = expected([row for one in bars for row in one.rows()], CANDLE_ORDER)
     frame = pl.scan_parquet(folder / "candles", hive_partitioning=True).collect()
     assert comparable(frame.to_arrow().select(CANDLE_COLUMNS), CANDLE_ORDER) == want
@@ -404,14 +407,13 @@ def test_candles_live_shows_checkpoints_before_compaction(tmp_path: Path) -> Non
                        [t0]).fetchall() == [(11.0,)]
 
 
-def test_one_day_over_a_year_on_the_store_gets_at_most_two_data_objects(
-        year_lake: Location, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("year_lake", ["s3"], indirect=True)  # counted at the S3 server
+def test_one_day_over_a_year_on_the_store_gets_one_data_object(
+        year_lake: Location, s3_server: S3Server) -> None:
     """Counted at the S3 server: the SQL views (through the lake's fsspec adapter) and
-    the polars loaders (polars' own client) fetch one day's object of the 730, and
-    list instead of asking for each object."""
-    if isinstance(year_lake, Path):
-        pytest.skip("counts requests at the loopback S3 server")
-    server: S3Server = request.getfixturevalue("s3_server")
+    the polars loaders (pyarrow over the store's pinned reads) fetch one day's object of
+    the 730, and list instead of asking for each object."""
+    server = s3_server
 
     def data_objects(seen: list[Request]) -> set[str]:
         return {r.key for r in seen if r.method in ("GET", "HEAD") and
@@ -422,15 +424,14 @@ def test_one_day_over_a_year_on_the_store_gets_at_most_two_data_objects(
         rows = query(con, "SELECT count(*) AS n, avg(c) AS c FROM candles WHERE market = 'BTC' "
                           "AND interval = '1h' AND date = DATE '2025-06-01'").to_pylist()
     assert rows[0]["n"] == 24
-    assert len(data_objects(seen)) <= 2, sorted(data_objects(seen))
     assert isinstance(year_lake, ObjectPath)
-    assert data_objects(seen) == {f"{year_lake.key}/candles/market=BTC/interval=1h/"
-                                  "date=2025-06-01/part-0.parquet"}
+    day = f"{year_lake.key}/candles/market=BTC/interval=1h/date=2025-06-01/part-0.parquet"
+    assert data_objects(seen) == {day}
     with server.counting() as seen:
         frame = load_candles(year_lake, "BTC", "1h", "2025-06-01T00:00:00Z",
                              "2025-06-02T00:00:00Z")
     assert isinstance(frame, pl.DataFrame) and frame.height == 24
-    assert len(data_objects(seen)) <= 2, sorted(data_objects(seen))
+    assert data_objects(seen) == {day}
 
 
 @pytest.mark.parametrize("replacements", [1, 2])

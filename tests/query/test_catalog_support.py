@@ -246,12 +246,4 @@ def module_lake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     return lake
 
 
-def local_only(root: Location) -> Path:
-    """The folder of a local lake; a lake on the store skips the test (it reads the
-    folder with polars and pyarrow directly, not through the lake)."""
-    if isinstance(root, Path):
-        return root
-    pytest.skip("reads the lake's folder directly with polars and pyarrow")
-
-
 OddLake = tuple[Location, list[Bars], list[Funding]]

@@ -243,16 +243,20 @@ class MotoProcess:
         self.process = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", "0"],
                                         stdout=self.log, stderr=subprocess.STDOUT,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.endpoint = self._endpoint(log)
-        self.env = {**os.environ, "HYPERLAKE_S3_ENDPOINT": self.endpoint,
-                    "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                    "AWS_DEFAULT_REGION": "us-east-1"}
-        os.environ.update(self.env)
-        import boto3
+        try:  # a server that did not come up, or refused the bucket, is not left running
+            self.endpoint = self._endpoint(log)
+            self.env = {**os.environ, "HYPERLAKE_S3_ENDPOINT": self.endpoint,
+                        "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                        "AWS_DEFAULT_REGION": "us-east-1"}
+            os.environ.update(self.env)
+            import boto3
 
-        boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                     aws_access_key_id="bench", aws_secret_access_key="bench",
-                     ).create_bucket(Bucket="bench")
+            boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                         aws_access_key_id="bench", aws_secret_access_key="bench",
+                         ).create_bucket(Bucket="bench")
+        except BaseException:
+            self.close()
+            raise
 
     def _endpoint(self, log: Path) -> str:
         deadline = time.monotonic() + 30

@@ -78,7 +78,7 @@ def _replaced(error: duckdb.Error) -> str | None:
     """``<url> was replaced …`` when the error is a partition read at a version that a
     compaction has replaced since the listing (``lake.objectfs``)."""
     found = _REPLACED_OBJECT.search(str(error))
-    return None if found is None else f"{found[1]} {REPLACED}"
+    return None if found is None else found[0]
 
 
 # --- formats ----------------------------------------------------------------------------

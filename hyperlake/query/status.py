@@ -91,8 +91,10 @@ def stream_health(paths: LakePaths, wall_now: float) -> dict[str, Any] | None:
     """The streamer's own status file, with whether its process is alive and how old
     the file is (it is rewritten every few seconds while it runs)."""
     status = _read_json(paths.store, paths.stream_status)
+    if status is None:  # no streamer has run here: nothing more to ask the store
+        return None
     written = paths.store.stat(paths.stream_status)
-    if status is None or written is None:
+    if written is None:
         return None
     age = wall_now - written.modified
     pid = status.get("pid")

@@ -33,6 +33,7 @@ object named for what it covers, which the next run counts as done.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import sys
@@ -45,6 +46,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from hyperlake.errors import UserError
 from hyperlake.lake.lock import (
     GrantRevoked,
     LakeBusy,
@@ -101,11 +103,16 @@ class LeaseStore(Protocol):
 
 
 def ttl_from_env() -> float:
-    text = os.environ.get(LEASE_TTL_ENV, "")
+    """The lease's ttl in seconds: $HYPERLAKE_LEASE_TTL (at least 1), else 30."""
+    text = os.environ.get(LEASE_TTL_ENV, "").strip()
+    if not text:
+        return DEFAULT_TTL_S
     try:
-        value = float(text) if text.strip() else DEFAULT_TTL_S
+        value = float(text)
     except ValueError:
-        value = DEFAULT_TTL_S
+        value = math.nan
+    if not math.isfinite(value):
+        raise UserError(f"${LEASE_TTL_ENV}={text!r}: not a number of seconds (e.g. 30)")
     return max(1.0, value)
 
 

@@ -207,6 +207,14 @@ def test_an_unusable_root_is_one_line_exit_2_before_any_write(
                                       f"{says}"), done.stderr
 
 
+def test_a_lease_ttl_that_is_no_number_is_one_line_exit_2(lake: ObjectPath) -> None:
+    done = cli("compact", "--lake", str(lake), env={**os.environ, "HYPERLAKE_LEASE_TTL": "soon"})
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "hyperlake compact: error: $HYPERLAKE_LEASE_TTL='soon': not a number of seconds "
+        "(e.g. 30)"], done.stderr
+
+
 def test_without_the_s3_extra_an_s3_root_says_how_to_get_it() -> None:
     hide = ("import sys; sys.modules['obstore'] = None; from hyperlake.cli import main; "
             "sys.exit(main(['compact', '--lake', 's3://lake/x']))")
